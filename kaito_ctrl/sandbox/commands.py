@@ -1,0 +1,118 @@
+"""``kaito-ctrl sandbox up|down|status``: a local Kaito playground on one machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from kaito_ctrl.sandbox import paths
+from kaito_ctrl.testing.binaries import ensure_binaries
+
+
+def _running_pid() -> int | None:
+    try:
+        pid = int(paths.pid_file().read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def up(args: argparse.Namespace) -> int:
+    root = paths.sandbox_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    if _running_pid() and paths.ready_file().exists():
+        _say("sandbox already running")
+        return _print_usage()
+    _say("==> control-plane binaries (built once, then reused from the cache)")
+    bin_dir = ensure_binaries()
+    _say(f"==> starting the sandbox (logs: {paths.supervisor_log()})")
+    paths.ready_file().unlink(missing_ok=True)
+    env = dict(os.environ, KAITO_CTRL_BIN_DIR=str(bin_dir))
+    with paths.supervisor_log().open("ab") as logf:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kaito_ctrl.sandbox.supervisor"],
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # survives the shell (and make) that started it
+            env=env,
+        )
+    paths.pid_file().write_text(str(proc.pid))
+    deadline = time.monotonic() + float(args.timeout)
+    while time.monotonic() < deadline:
+        if paths.ready_file().exists():
+            return _print_usage()
+        if proc.poll() is not None:
+            _say(f"sandbox supervisor exited with {proc.returncode}; last log lines:")
+            _say("\n".join(paths.supervisor_log().read_text(errors="replace").splitlines()[-20:]))
+            return 1
+        time.sleep(0.5)  # polling interval of a deadline-bounded wait
+    _say("sandbox did not become ready in time")
+    return 1
+
+
+def _print_usage() -> int:
+    info = json.loads(paths.ready_file().read_text())
+    kubeconfig = info["kubeconfig"]
+    kubectl = Path(info["bin_dir"]) / "kubectl"
+    print(
+        "\nThe kaito-ctrl sandbox is up: a real kube-apiserver, etcd, controller-manager, scheduler\n"
+        "and kwok GPU nodes.\n"
+        f"\n    export KUBECONFIG={kubeconfig}\n"
+        f"    export PATH={kubectl.parent}:$PATH   # kubectl {info['versions'].get('kubernetes', '')}\n"
+        "\nThen try:\n    kubectl get nodes -L node.kubernetes.io/instance-type,nvidia.com/gpu.count\n"
+        "\nStop it with `kaito-ctrl sandbox down` (or `make down`).",
+        flush=True,
+    )
+    return 0
+
+
+def down(args: argparse.Namespace) -> int:
+    pid = _running_pid()
+    if pid is None:
+        _say("sandbox is not running")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _running_pid() is not None:
+        time.sleep(0.2)  # polling interval of a deadline-bounded wait
+    if _running_pid() is not None:
+        os.kill(pid, signal.SIGKILL)
+    paths.pid_file().unlink(missing_ok=True)
+    _say("sandbox stopped")
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    pid = _running_pid()
+    if pid is None or not paths.ready_file().exists():
+        print("sandbox: not running")
+        return 1
+    print(paths.ready_file().read_text())
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "sandbox", help="run a local Kaito sandbox (control plane, kwok GPU nodes, controllers)"
+    )
+    ssub = p.add_subparsers(dest="sandbox_cmd", required=True)
+    u = ssub.add_parser("up", help="start the sandbox in the background and print how to use it")
+    u.add_argument("--timeout", default=900, help="seconds to wait for readiness (first build excluded)")
+    u.set_defaults(func=up)
+    ssub.add_parser("down", help="stop the sandbox").set_defaults(func=down)
+    ssub.add_parser("status", help="show whether the sandbox is running").set_defaults(func=status)

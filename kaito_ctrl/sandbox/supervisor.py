@@ -1,0 +1,59 @@
+"""The sandbox supervisor: a detached process that owns the local control plane (and, as they are
+wired in, the fake ARM server and both controllers) until ``kaito-ctrl sandbox down`` sends SIGTERM.
+
+It writes ``ready.json`` once everything is up; the ``up`` command waits on that file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from kaito_ctrl import logsetup
+from kaito_ctrl.sandbox import paths
+from kaito_ctrl.testing.binaries import read_versions
+from kaito_ctrl.testing.controlplane import ControlPlane, ControlPlaneOptions
+
+
+def main() -> int:
+    logsetup.configure(fmt="json")
+    root = paths.sandbox_dir()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    workdir = root / "controlplane"
+    shutil.rmtree(workdir, ignore_errors=True)
+    cp = ControlPlane(ControlPlaneOptions(workdir=workdir))
+    try:
+        cp.start()
+        info: dict[str, Any] = {
+            "pid": os.getpid(),
+            "kubeconfig": cp.kubeconfig,
+            "server": cp.server,
+            "bin_dir": str(cp.bin_dir),
+            "versions": read_versions(cp.bin_dir),
+            "started": time.time(),
+            "components": sorted(cp.pids()),
+        }
+        tmp = paths.ready_file().with_suffix(".tmp")
+        tmp.write_text(json.dumps(info, indent=2))
+        tmp.replace(paths.ready_file())
+        while not stop.wait(timeout=2.0):
+            missing = [n for n in info["components"] if n not in cp.pids()]
+            if missing:
+                print(json.dumps({"event": "component exited", "components": missing}), file=sys.stderr)
+                return 1
+        return 0
+    finally:
+        paths.ready_file().unlink(missing_ok=True)
+        cp.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

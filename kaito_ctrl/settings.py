@@ -1,0 +1,107 @@
+"""Process settings from command-line flags and environment variables.
+
+Every field has a flag (``--metrics-bind-address``) and an environment variable
+(``KAITO_METRICS_BIND_ADDRESS``); a flag wins over the environment, the environment over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+NodeProvisionerMode = Literal["nodeclaim", "machine", "byo"]
+ENV_PREFIX = "KAITO_"
+
+
+@dataclass
+class Settings:
+    kubeconfig: str | None = field(default=None, metadata={"help": "kubeconfig path (default: in-cluster)"})
+    namespace: str = field(
+        default="kaito-system", metadata={"help": "namespace of the controller's own objects"}
+    )
+    controllers: str = field(
+        default="workspace,provisioner", metadata={"help": "comma-separated controllers to run"}
+    )
+    node_provisioner: NodeProvisionerMode = field(
+        default="nodeclaim", metadata={"help": "how GPU nodes are requested: nodeclaim, machine or byo"}
+    )
+    leader_elect: bool = field(
+        default=True, metadata={"help": "run controllers only while holding the Lease"}
+    )
+    leader_election_id: str = field(
+        default="kaito-ctrl-leader", metadata={"help": "name of the leader Lease"}
+    )
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    release_on_cancel: bool = True
+    metrics_bind_address: str = field(default="0.0.0.0:8080", metadata={"help": "host:port for /metrics"})
+    health_probe_bind_address: str = field(default="0.0.0.0:8081", metadata={"help": "host:port for probes"})
+    webhook: bool = field(default=True, metadata={"help": "serve the admission webhook"})
+    webhook_port: int = 9443
+    webhook_service: str = "kaito-ctrl-webhook"
+    webhook_url_host: str | None = field(
+        default=None, metadata={"help": "register the webhook by URL https://HOST:PORT (local clusters)"}
+    )
+    workspace_workers: int = 4
+    provisioner_workers: int = 4
+    sync_timeout: float = 60.0
+    image_registry: str = field(
+        default="mcr.microsoft.com/aks/kaito", metadata={"help": "preset image registry"}
+    )
+    deletion_timeout: float = field(default=300.0, metadata={"help": "bound on waiting for node objects"})
+    launch_timeout: float = 900.0
+    registration_timeout: float = 900.0
+    gc_interval: float = 120.0
+    gc_grace_period: float = 300.0
+    log_level: str = "info"
+    log_format: str = "auto"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        for f in dataclasses.fields(cls):
+            flag = "--" + f.name.replace("_", "-")
+            help_ = str(f.metadata.get("help", ""))
+            if f.type in ("bool", bool):
+                parser.add_argument(
+                    flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_
+                )
+            else:
+                choices = get_args(NodeProvisionerMode) if f.name == "node_provisioner" else None
+                parser.add_argument(flag, dest=f.name, default=None, choices=choices, help=help_)
+
+    @classmethod
+    def from_sources(
+        cls, args: argparse.Namespace | None = None, env: dict[str, str] | None = None
+    ) -> Settings:
+        env = dict(os.environ) if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw: Any = getattr(args, f.name, None) if args is not None else None
+            if raw is None:
+                raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is None:
+                continue
+            values[f.name] = _coerce(f, raw)
+        settings = cls(**values)
+        if settings.kubeconfig is None and env.get("KUBECONFIG"):
+            settings.kubeconfig = env["KUBECONFIG"]
+        return settings
+
+
+def _coerce(f: dataclasses.Field[Any], raw: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    kind = str(f.type)
+    if kind == "bool":
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    if f.name == "node_provisioner" and raw not in get_args(NodeProvisionerMode):
+        raise ValueError(f"node provisioner must be one of {get_args(NodeProvisionerMode)}, not {raw!r}")
+    return raw

@@ -1,0 +1,61 @@
+"""Locating (and if needed building) the control-plane binaries.
+
+The binaries are built from their Go modules by ``hack/build-control-plane.sh`` and cached outside the
+repository; ``KAITO_CTRL_BIN_DIR`` points at an already built directory and skips the script.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
+
+
+class BinariesUnavailable(RuntimeError):
+    pass
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def build_script() -> Path:
+    return repo_root() / "hack" / "build-control-plane.sh"
+
+
+def _complete(bin_dir: Path) -> bool:
+    return all((bin_dir / c).is_file() for c in COMPONENTS) and (bin_dir / "kwok-stages").is_dir()
+
+
+def ensure_binaries(*, build: bool = True) -> Path:
+    """Return the directory holding all control-plane binaries, running the build script when allowed."""
+    explicit = os.environ.get("KAITO_CTRL_BIN_DIR")
+    if explicit:
+        path = Path(explicit)
+        if not _complete(path):
+            raise BinariesUnavailable(f"KAITO_CTRL_BIN_DIR={path} lacks some of {', '.join(COMPONENTS)}")
+        return path
+    script = build_script()
+    if not script.is_file():
+        raise BinariesUnavailable(f"{script} not found; set KAITO_CTRL_BIN_DIR to prebuilt binaries")
+    if not build:
+        raise BinariesUnavailable("control-plane binaries are not built; run `make binaries`")
+    # The script prints progress on stderr (passed through) and the binary directory on stdout.
+    out = subprocess.run(["bash", str(script)], check=True, stdout=subprocess.PIPE, text=True)
+    path = Path(out.stdout.strip().splitlines()[-1])
+    if not _complete(path):
+        raise BinariesUnavailable(f"build script reported {path} but it is incomplete")
+    return path
+
+
+def read_versions(bin_dir: Path) -> dict[str, str]:
+    versions: dict[str, str] = {}
+    f = bin_dir / "VERSIONS"
+    if f.is_file():
+        for line in f.read_text().splitlines():
+            if "=" in line:
+                k, v = line.split("=", 1)
+                versions[k] = v
+    return versions
