@@ -1,0 +1,111 @@
+"""`make bench`: run every benchmark in one go and write docs/performance.md.
+
+Each benchmark module exposes ``run(quick: bool = False) -> list[dict]`` returning rows with the keys
+id, name, value, unit, baseline_name, baseline_value, ratio, target, met, note. Benchmarks that need a
+cluster read ``KAITO_BENCH_KUBECONFIG``; this runner starts one local control plane for all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from kaito_ctrl.testing.controlplane import ControlPlane, ControlPlaneOptions
+
+MODULES = ("bench.bench_informer", "bench.bench_workqueue", "bench.bench_workspaces")
+DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{mem_kib / 1024 / 1024:.0f} GiB"
+    except OSError:
+        mem = "unknown memory"
+    return f"{os.cpu_count()} cores ({cpu}), {mem}, Python {platform.python_version()}, {platform.system()}"
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.2f}" if abs(v) < 1000 else f"{v:,.0f}"
+    return str(v)
+
+
+def render(rows: list[dict[str, Any]], errors: list[str], seconds: float, quick: bool) -> str:
+    out = [
+        "# Performance",
+        "",
+        "Measured by `make bench` (`python -m bench.run_all`), which runs every benchmark in `bench/` in one go and",
+        "rewrites this page. Each figure is set beside a baseline measured in the same run on the same machine.",
+        "",
+        f"- Date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- Machine: {machine()}",
+        f"- Mode: {'quick' if quick else 'full'}; total run {seconds:.0f} s",
+        "",
+        "| ID | What | Value | Baseline (same run) | Ratio | Target | Met | Note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(rows, key=lambda r: str(r.get("id"))):
+        base = (
+            f"{r.get('baseline_name') or ''}: {_fmt(r.get('baseline_value'))}"
+            if r.get("baseline_name")
+            else "-"
+        )
+        ratio = f"{r['ratio']:.2f}x" if isinstance(r.get("ratio"), int | float) else "-"
+        out.append(
+            f"| {r.get('id')} | {r.get('name')} | {_fmt(r.get('value'))} {r.get('unit', '')} | {base} | {ratio} "
+            f"| {r.get('target', '')} | {'yes' if r.get('met') else 'NO'} | {r.get('note', '')} |"
+        )
+    if errors:
+        out += ["", "## Benchmarks that failed to run", ""] + [f"- {e}" for e in errors]
+    return "\n".join(out) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="smaller inputs (for a smoke run)")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    t0 = time.monotonic()
+    rows: list[dict[str, Any]] = []
+    errors: list[str] = []
+    with ControlPlane(ControlPlaneOptions()) as cp:
+        os.environ["KAITO_BENCH_KUBECONFIG"] = cp.kubeconfig
+        for name in MODULES:
+            try:
+                module = importlib.import_module(name)
+            except ModuleNotFoundError as e:
+                errors.append(f"{name}: not present ({e})")
+                continue
+            try:
+                got = module.run(quick=args.quick)
+                rows.extend(got)
+                print(json.dumps(got, indent=1), flush=True)
+            except Exception:
+                errors.append(f"{name}: {traceback.format_exc(limit=3)}")
+                print(errors[-1], file=sys.stderr)
+    page = render(rows, errors, time.monotonic() - t0, args.quick)
+    if not args.no_write:
+        DOC.write_text(page)
+    print(page)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
