@@ -10,13 +10,14 @@ set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.37.2}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"  # only to prove the Helm chart renders the same objects as kustomize
 # Staging modules are published as v0.<minor>.<patch> next to k8s.io/kubernetes v1.<minor>.<patch>.
 STAGING_VERSION="v0${K8S_VERSION#v1}"
 CACHE="${KAITO_CTRL_CACHE:-$HOME/.cache/kaito-ctrl}"
 KEY="k8s-${K8S_VERSION}_kwok-${KWOK_VERSION}"
 BIN="$CACHE/bin/$KEY"
 WORK="$CACHE/build/$KEY"
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)
 
 log() { printf '[build-control-plane %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -95,6 +96,14 @@ if [[ ! -x "$BIN/kwok" ]]; then
   log "kwok: done in $(( $(date +%s) - t0 )) s"
 fi
 
+if [[ ! -x "$BIN/helm" ]]; then
+  t0=$(date +%s)
+  log "helm: go install helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  GOBIN="$WORK/gobin" go install -ldflags "-s -w" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  mv "$WORK/gobin/helm" "$BIN/helm"
+  log "helm: done in $(( $(date +%s) - t0 )) s"
+fi
+
 # kwok needs Stage objects to simulate node and pod lifecycles; they ship inside its module.
 kwokdir="$(go env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/stage"
 rm -rf "$BIN/kwok-stages.tmp" && mkdir -p "$BIN/kwok-stages.tmp"
@@ -112,6 +121,7 @@ rm -rf "$BIN/kwok-stages" && mv "$BIN/kwok-stages.tmp" "$BIN/kwok-stages"
   echo "kubernetes=$K8S_VERSION"
   echo "etcd=$(cd "$WORK" && go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)"
   echo "kwok=$KWOK_VERSION"
+  echo "helm=$HELM_VERSION"
   echo "go=$(go env GOVERSION)"
   echo "built=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "build_seconds=$(( $(date +%s) - start ))"

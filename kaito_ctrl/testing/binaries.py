@@ -10,7 +10,7 @@ import os
 import subprocess
 from pathlib import Path
 
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "helm")
 
 
 class BinariesUnavailable(RuntimeError):

@@ -163,8 +163,10 @@ async def test_gpu_deployment_scheduled_on_kwok_node_and_available(
 LEAK_SCRIPT = textwrap.dedent(
     """
     import json, os, sys
+    from pathlib import Path
     from kaito_ctrl.testing.controlplane import ControlPlane, ControlPlaneOptions
-    cp = ControlPlane(ControlPlaneOptions(controller_manager=False, scheduler=False, kwok=True, gpu_nodes=()))
+    cp = ControlPlane(ControlPlaneOptions(controller_manager=False, scheduler=False, kwok=True, gpu_nodes=(),
+                                      workdir=Path(sys.argv[2])))
     cp.start()
     print("PIDS " + json.dumps(cp.pids()), flush=True)
     if sys.argv[1] == "raise":
@@ -194,7 +196,7 @@ def test_no_process_left_behind(ending: str, tmp_path: Path) -> None:
     script = tmp_path / "leak.py"
     script.write_text(LEAK_SCRIPT)
     proc = subprocess.Popen(
-        [sys.executable, str(script), ending],
+        [sys.executable, str(script), ending, str(tmp_path / "cp")],
         stdout=subprocess.PIPE,
         stdin=subprocess.PIPE,
         env=dict(os.environ, KAITO_RUN_ID=uuid.uuid4().hex),
