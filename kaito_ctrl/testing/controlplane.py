@@ -55,6 +55,10 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+class KubectlError(RuntimeError):
+    pass
+
+
 @dataclass
 class ControlPlaneOptions:
     controller_manager: bool = True
@@ -185,8 +189,8 @@ class ControlPlane:
             timeout=timeout,
         )
         if check and res.returncode != 0:
-            raise subprocess.CalledProcessError(
-                res.returncode, ["kubectl", *args], res.stdout.decode(), res.stderr.decode()
+            raise KubectlError(
+                f"kubectl {' '.join(args)} exited {res.returncode}: {res.stderr.decode().strip()}"
             )
         return res.stdout.decode() + (res.stderr.decode() if not check else "")
 
