@@ -1,0 +1,1 @@
+"""Peer operators measured beside kaito-ctrl in the same run."""
