@@ -28,9 +28,7 @@ def array(desc: str, items: Schema, **kw: Any) -> Schema:
     return {"type": "array", "description": desc, "items": items, **kw}
 
 
-def obj(
-    desc: str, props: dict[str, Schema] | None = None, *, required: Any = (), **kw: Any
-) -> Schema:
+def obj(desc: str, props: dict[str, Schema] | None = None, *, required: Any = (), **kw: Any) -> Schema:
     out: Schema = {"type": "object", "description": desc}
     if props is not None:
         out["properties"] = props
