@@ -32,7 +32,7 @@ from typing import Any
 
 import structlog
 
-from kaito_ctrl.testing import pki
+from kaito_ctrl import pki
 from kaito_ctrl.testing.binaries import ensure_binaries
 from kaito_ctrl.testing.gpunodes import DEFAULT_GPU_NODES, GpuNodeSpec, gpu_node_manifest
 

@@ -1,7 +1,7 @@
-"""Certificates and keys for a local control plane, generated with cryptography.
+"""Certificates and keys generated with cryptography: a CA and the leaf certificates it signs.
 
-One CA signs the apiserver's serving certificate and the client certificates (admin, controller
-components); a separate RSA key signs service-account tokens.
+Used by the admission webhook (its serving certificate and CA bundle) and by the local control plane (the
+apiserver's serving certificate, client certificates, the service-account signing key).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _name(common_name: str, organization: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
-def make_ca(common_name: str = "kaito-ctrl-local-ca", days: int = 3650) -> KeyPair:
+def make_ca(common_name: str = "kaito-ctrl-local-ca", days: float = 3650) -> KeyPair:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     cert = (
@@ -77,7 +77,7 @@ def issue(
     ip_addresses: tuple[str, ...] = (),
     server: bool = False,
     client: bool = False,
-    days: int = 365,
+    days: float = 365,
 ) -> KeyPair:
     """Issue a leaf certificate signed by ``ca`` for serving and/or client authentication."""
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
@@ -116,6 +116,15 @@ def issue(
 def make_service_account_key() -> bytes:
     """An RSA private key in PEM; the apiserver signs and verifies service-account tokens with it."""
     return _key_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+
+
+def not_after(cert_pem: bytes) -> float:
+    """Expiry of a PEM certificate, as a Unix timestamp."""
+    return x509.load_pem_x509_certificate(cert_pem).not_valid_after_utc.timestamp()
+
+
+def serial(cert_pem: bytes) -> int:
+    return int(x509.load_pem_x509_certificate(cert_pem).serial_number)
 
 
 def write_pair(pair: KeyPair, directory: Path, stem: str) -> tuple[Path, Path]:

@@ -1,0 +1,102 @@
+"""AdmissionReview v1 handling as pure functions: request dict in, response dict out, never an exception.
+
+Validation refuses with a message that lists every offending field and what to fix; mutation answers with
+a JSONPatch that fills in defaults. Malformed input still gets a well-formed review (allowed: false, 400).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+
+from kaito_ctrl.api.defaults import default_workspace
+from kaito_ctrl.api.validation import validate_workspace
+
+API_VERSION = "admission.k8s.io/v1"
+
+
+def _response(
+    uid: str, allowed: bool, *, code: int = 200, message: str = "", reason: str = ""
+) -> dict[str, Any]:
+    resp: dict[str, Any] = {"uid": uid, "allowed": allowed}
+    if not allowed or message:
+        status: dict[str, Any] = {"code": code, "message": message}
+        if reason:
+            status["reason"] = reason
+        resp["status"] = status
+    return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": resp}
+
+
+def _request(review: Any) -> tuple[str, dict[str, Any] | None, str]:
+    """(uid, request, problem): a problem string when the review is not usable."""
+    if not isinstance(review, dict):
+        return "", None, "the body is not an AdmissionReview object"
+    request = review.get("request")
+    if not isinstance(request, dict):
+        return "", None, "the AdmissionReview has no request"
+    uid = request.get("uid")
+    uid = uid if isinstance(uid, str) else ""
+    if not uid:
+        return "", None, "the AdmissionReview request has no uid"
+    return uid, request, ""
+
+
+def validate(review: Any) -> dict[str, Any]:
+    uid, request, problem = _request(review)
+    if request is None:
+        return _response(uid, False, code=400, message=problem, reason="BadRequest")
+    operation = request.get("operation")
+    if operation not in ("CREATE", "UPDATE"):
+        return _response(uid, True)
+    obj = request.get("object")
+    if not isinstance(obj, dict):
+        return _response(uid, False, code=400, message="the request carries no object", reason="BadRequest")
+    old = request.get("oldObject") if operation == "UPDATE" else None
+    errors = validate_workspace(obj, old if isinstance(old, dict) else None)
+    if not errors:
+        return _response(uid, True)
+    message = "invalid Workspace: " + "; ".join(str(e) for e in errors)
+    return _response(uid, False, code=422, message=message, reason="Invalid")
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def json_patch(old: Any, new: Any, path: str = "") -> list[dict[str, Any]]:
+    """RFC 6902 operations turning ``old`` into ``new`` (objects diffed by key; lists replaced whole)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        ops: list[dict[str, Any]] = []
+        for key in old:
+            if key not in new:
+                ops.append({"op": "remove", "path": f"{path}/{_escape(key)}"})
+        for key, value in new.items():
+            sub = f"{path}/{_escape(key)}"
+            if key not in old:
+                ops.append({"op": "add", "path": sub, "value": value})
+            else:
+                ops.extend(json_patch(old[key], value, sub))
+        return ops
+    if old == new and type(old) is type(new):
+        return []
+    return [{"op": "replace", "path": path or "", "value": new}]
+
+
+def mutate(review: Any) -> dict[str, Any]:
+    uid, request, problem = _request(review)
+    if request is None:
+        return _response(uid, False, code=400, message=problem, reason="BadRequest")
+    obj = request.get("object")
+    if request.get("operation") not in ("CREATE", "UPDATE") or not isinstance(obj, dict):
+        return _response(uid, True)
+    try:
+        ops = json_patch(obj, default_workspace(obj))
+    except (TypeError, ValueError, RecursionError) as e:
+        return _response(uid, False, code=400, message=f"cannot default the object: {e}", reason="BadRequest")
+    out = _response(uid, True)
+    if ops:
+        out["response"]["patchType"] = "JSONPatch"
+        out["response"]["patch"] = base64.b64encode(orjson.dumps(ops)).decode()
+    return out
