@@ -30,11 +30,14 @@ def index_labels(obj: Obj) -> Iterable[str]:
     return [f"{k}={v}" for k, v in ((obj.get("metadata") or {}).get("labels") or {}).items()]
 
 
-DEFAULT_INDEXERS: dict[str, IndexFunc] = {
+# Index functions a store knows by name. Only "namespace" is kept from the start; the others are built on
+# first use (``by_index``), so an informer pays for the indexes some controller actually queries.
+BUILTIN_INDEXERS: dict[str, IndexFunc] = {
     "namespace": index_namespace,
     "owner_uid": index_owner_uid,
     "labels": index_labels,
 }
+DEFAULT_INDEXERS: dict[str, IndexFunc] = {"namespace": index_namespace}
 
 
 class Store:
@@ -70,6 +73,8 @@ class Store:
         return list(self._items)
 
     def by_index(self, name: str, value: str) -> builtins.list[Obj]:
+        if name not in self._indices and name in BUILTIN_INDEXERS:
+            self.add_indexer(name, BUILTIN_INDEXERS[name])
         keys = self._indices[name].get(value, ())
         return [self._items[k] for k in keys]
 
