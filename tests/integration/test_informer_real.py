@@ -45,7 +45,9 @@ async def kube(control_plane: ControlPlane) -> AsyncIterator[KubeClient]:
 
 
 def _cm(name: str, value: str = "v") -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": value}}
+    # Labelled so the informer ignores what the cluster itself puts in the namespace (kube-root-ca.crt).
+    meta = {"name": name, "labels": {"test": "informer"}}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"k": value}}
 
 
 async def _eventually(pred: Any, timeout: float, what: str) -> None:
@@ -63,7 +65,7 @@ async def test_cache_survives_restart_and_410_with_tombstones(
     for i in range(5):
         await kube.create(CONFIGMAPS, _cm(f"cm-{i}"), namespace)
     gated = GatedClient(kube)
-    informer = SharedInformer(gated, CONFIGMAPS, namespace=namespace)  # type: ignore[arg-type]
+    informer = SharedInformer(gated, CONFIGMAPS, namespace=namespace, label_selector="test=informer")  # type: ignore[arg-type]
     adds: list[str] = []
     deletes: list[Any] = []
     informer.add_event_handler(
@@ -91,7 +93,7 @@ async def test_cache_survives_restart_and_410_with_tombstones(
         gated.gate.set()
 
         async def converged() -> bool:
-            fresh = await kube.list(CONFIGMAPS, namespace)
+            fresh = await kube.list(CONFIGMAPS, namespace, label_selector="test=informer")
             want = {
                 f"{namespace}/{o['metadata']['name']}": o["metadata"]["resourceVersion"]
                 for o in fresh["items"]
