@@ -51,9 +51,11 @@ class ConnectionConfig:
 def _from_configuration(cfg: Configuration) -> ConnectionConfig:
     auth = None
     keys = getattr(cfg, "api_key", {}) or {}
-    if keys.get("authorization"):
-        prefix = (getattr(cfg, "api_key_prefix", {}) or {}).get("authorization")
-        auth = f"{prefix} {keys['authorization']}" if prefix else str(keys["authorization"])
+    # kubernetes-asyncio stores a kubeconfig token as api_key["BearerToken"] = "Bearer <token>".
+    token = keys.get("BearerToken") or keys.get("authorization")
+    if token:
+        token = str(token)
+        auth = token if token.lower().startswith("bearer ") else f"Bearer {token}"
     return ConnectionConfig(
         server=str(cfg.host).rstrip("/"),
         ca_file=cfg.ssl_ca_cert,

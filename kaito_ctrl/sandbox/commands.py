@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from kaito_ctrl.sandbox import paths
-from kaito_ctrl.testing.binaries import ensure_binaries
+from kaito_ctrl.testing.binaries import ensure_binaries, repo_root
 
 
 def _running_pid() -> int | None:
@@ -41,7 +41,7 @@ def up(args: argparse.Namespace) -> int:
     bin_dir = ensure_binaries()
     _say(f"==> starting the sandbox (logs: {paths.supervisor_log()})")
     paths.ready_file().unlink(missing_ok=True)
-    env = dict(os.environ, KAITO_CTRL_BIN_DIR=str(bin_dir))
+    env = dict(os.environ, KAITO_CTRL_BIN_DIR=str(bin_dir), KAITO_NODE_PROVISIONER=args.node_provisioner)
     with paths.supervisor_log().open("ab") as logf:
         proc = subprocess.Popen(
             [sys.executable, "-m", "kaito_ctrl.sandbox.supervisor"],
@@ -55,6 +55,8 @@ def up(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + float(args.timeout)
     while time.monotonic() < deadline:
         if paths.ready_file().exists():
+            if not args.no_example:
+                _apply_example()
             return _print_usage()
         if proc.poll() is not None:
             _say(f"sandbox supervisor exited with {proc.returncode}; last log lines:")
@@ -65,16 +67,36 @@ def up(args: argparse.Namespace) -> int:
     return 1
 
 
+def _apply_example() -> None:
+    """Apply the seed's Phi-3 quickstart Workspace and show how kubectl sees it."""
+    info = json.loads(paths.ready_file().read_text())
+    kubectl = [str(Path(info["bin_dir"]) / "kubectl"), "--kubeconfig", info["kubeconfig"]]
+    example = repo_root() / "examples" / "kaito_workspace_phi_3.yaml"
+    _say(f"==> applying {example.name} (the seed's Phi-3 quickstart)")
+    deadline = time.monotonic() + 60
+    while True:
+        res = subprocess.run([*kubectl, "apply", "-f", str(example)], capture_output=True, text=True)
+        # The apiserver needs a moment to start calling a freshly registered webhook.
+        if res.returncode == 0 or time.monotonic() > deadline or "failed calling webhook" not in res.stderr:
+            break
+        time.sleep(0.5)  # polling interval of a deadline-bounded wait
+    _say((res.stdout + res.stderr).strip())
+    _say(subprocess.run([*kubectl, "get", "workspace"], capture_output=True, text=True).stdout.rstrip())
+
+
 def _print_usage() -> int:
     info = json.loads(paths.ready_file().read_text())
     kubeconfig = info["kubeconfig"]
     kubectl = Path(info["bin_dir"]) / "kubectl"
     print(
-        "\nThe kaito-ctrl sandbox is up: a real kube-apiserver, etcd, controller-manager, scheduler\n"
-        "and kwok GPU nodes.\n"
+        "\nThe kaito-ctrl sandbox is up: a real kube-apiserver, etcd, controller-manager, scheduler,\n"
+        "kwok GPU nodes, the kaito-ctrl CRDs and RBAC, and kaito-ctrl itself running as its ServiceAccount\n"
+        f"(metrics {info['controller']['metrics']}, log {info['controller']['log']}).\n"
         f"\n    export KUBECONFIG={kubeconfig}\n"
         f"    export PATH={kubectl.parent}:$PATH   # kubectl {info['versions'].get('kubernetes', '')}\n"
         "\nThen try:\n    kubectl get nodes -L node.kubernetes.io/instance-type,nvidia.com/gpu.count\n"
+        "    kaito-ctrl plan -f examples/kaito_workspace_phi_3.yaml\n"
+        "    kubectl apply -f examples/kaito_workspace_phi_3.yaml && kubectl get workspace\n"
         "\nStop it with `kaito-ctrl sandbox down` (or `make down`).",
         flush=True,
     )
@@ -113,6 +135,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ssub = p.add_subparsers(dest="sandbox_cmd", required=True)
     u = ssub.add_parser("up", help="start the sandbox in the background and print how to use it")
     u.add_argument("--timeout", default=900, help="seconds to wait for readiness (first build excluded)")
+    u.add_argument("--node-provisioner", choices=["nodeclaim", "machine", "byo"], default="nodeclaim")
+    u.add_argument("--no-example", action="store_true", help="do not apply the Phi-3 quickstart example")
     u.set_defaults(func=up)
     ssub.add_parser("down", help="stop the sandbox").set_defaults(func=down)
     ssub.add_parser("status", help="show whether the sandbox is running").set_defaults(func=status)

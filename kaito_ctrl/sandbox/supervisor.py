@@ -17,6 +17,7 @@ from typing import Any
 
 from kaito_ctrl import logsetup
 from kaito_ctrl.sandbox import paths
+from kaito_ctrl.sandbox.stack import ControllerProcess, install, service_account_kubeconfig
 from kaito_ctrl.testing.binaries import read_versions
 from kaito_ctrl.testing.controlplane import ControlPlane, ControlPlaneOptions
 
@@ -30,8 +31,17 @@ def main() -> int:
     workdir = root / "controlplane"
     shutil.rmtree(workdir, ignore_errors=True)
     cp = ControlPlane(ControlPlaneOptions(workdir=workdir))
+    controller: ControllerProcess | None = None
     try:
         cp.start()
+        controller = ControllerProcess(
+            workdir=root,
+            kubeconfig=workdir / "kaito-ctrl.kubeconfig",
+            node_provisioner=os.environ.get("KAITO_NODE_PROVISIONER", "nodeclaim"),
+        )
+        install(cp, controller)
+        service_account_kubeconfig(cp, controller.kubeconfig)
+        controller.start()
         info: dict[str, Any] = {
             "pid": os.getpid(),
             "kubeconfig": cp.kubeconfig,
@@ -40,18 +50,23 @@ def main() -> int:
             "versions": read_versions(cp.bin_dir),
             "started": time.time(),
             "components": sorted(cp.pids()),
+            "controller": controller.info(),
         }
         tmp = paths.ready_file().with_suffix(".tmp")
         tmp.write_text(json.dumps(info, indent=2))
         tmp.replace(paths.ready_file())
         while not stop.wait(timeout=2.0):
             missing = [n for n in info["components"] if n not in cp.pids()]
+            if not controller.alive():
+                missing.append("kaito-ctrl")
             if missing:
                 print(json.dumps({"event": "component exited", "components": missing}), file=sys.stderr)
                 return 1
         return 0
     finally:
         paths.ready_file().unlink(missing_ok=True)
+        if controller is not None:
+            controller.stop()
         cp.stop()
 
 

@@ -1,0 +1,79 @@
+"""The sandbox driven as a user drives it: kubectl only.
+
+What works end to end today: the install manifests applied with kubectl, kaito-ctrl running under its
+ServiceAccount (not admin credentials) holding the leader Lease, the webhook refusing a wrong Workspace with a
+message naming the field, and the seed's examples accepted with the seed's columns. Reconciling a Workspace to
+ready needs the workspace controller (issue 5) and is added here when it lands.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from e2e.conftest import REPO, Sandbox, wait_for
+
+
+def test_controller_runs_under_its_service_account_and_leads(sandbox: Sandbox) -> None:
+    if sandbox.external:
+        pytest.skip("checks the sandbox's local controller process")
+    lease = sandbox.get_json("lease", "kaito-ctrl-leader", "-n", "kaito-system")
+    assert lease["spec"]["holderIdentity"]
+    # The controller's kubeconfig is a ServiceAccount token, and that account may not do what admin can.
+    can = sandbox.kubectl(
+        "auth",
+        "can-i",
+        "--as=system:serviceaccount:kaito-system:kaito-ctrl",
+        "get",
+        "secrets",
+        "-A",
+        check=False,
+    )
+    assert can.strip().startswith("no")
+    can = sandbox.kubectl(
+        "auth",
+        "can-i",
+        "--as=system:serviceaccount:kaito-system:kaito-ctrl",
+        "update",
+        "leases",
+        "-n",
+        "kaito-system",
+    )
+    assert can.strip() == "yes"
+
+
+def test_seed_examples_are_accepted_with_the_seed_columns(sandbox: Sandbox, e2e_namespace: str) -> None:
+    for example in (
+        "kaito_workspace_phi_3.yaml",
+        "kaito_workspace_phi_3_with_adapters.yaml",
+        "kaito_workspace_tuning_phi_3.yaml",
+    ):
+        path = REPO / "examples" / example
+
+        def applied(p: Path = path) -> bool:
+            out = sandbox.kubectl("apply", "-n", e2e_namespace, "-f", str(p), check=False)
+            return "created" in out or "configured" in out or "unchanged" in out
+
+        wait_for(applied, 60, f"{example} applied")
+    header = (
+        sandbox.kubectl("get", "workspaces.v1alpha1.kaito.sh", "-n", e2e_namespace).splitlines()[0].split()
+    )
+    assert header == ["NAME", "INSTANCE", "RESOURCEREADY", "INFERENCEREADY", "WORKSPACEREADY", "AGE"]
+    adapters = sandbox.get_json("workspace", "workspace-phi-3-mini-adapter", "-n", e2e_namespace)
+    assert adapters["inference"]["adapters"][0]["strength"] == "1.0"
+
+
+def test_wrong_workspace_is_refused_with_the_field_named(sandbox: Sandbox, e2e_namespace: str) -> None:
+    ws = yaml.safe_load((REPO / "examples" / "kaito_workspace_tuning_phi_3.yaml").read_text())
+    ws["metadata"]["name"] = "ssrf"
+    ws["tuning"]["input"]["urls"] = ["http://169.254.169.254/metadata/identity/oauth2/token"]
+
+    def refused() -> str:
+        out = sandbox.kubectl("apply", "-n", e2e_namespace, "-f", "-", input=json.dumps(ws), check=False)
+        return out if "denied the request" in out else ""
+
+    message = wait_for(refused, 60, "the webhook's refusal")
+    assert "tuning.input.urls[0]" in message and "metadata" in message

@@ -1,0 +1,127 @@
+"""What the sandbox runs on top of the control plane: the install manifests (sandbox overlay), the webhook
+registered by URL, and ``kaito-ctrl run`` as a local process authenticated as the kaito-ctrl ServiceAccount,
+so the shipped RBAC is what the controllers really get."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kaito_ctrl.testing.binaries import repo_root
+from kaito_ctrl.testing.controlplane import ControlPlane, free_port
+from kaito_ctrl.webhook.registration import ClientConfig, configurations
+
+NAMESPACE = "kaito-system"
+SERVICE_ACCOUNT = "kaito-ctrl"
+
+
+def service_account_kubeconfig(cp: ControlPlane, path: Path) -> Path:
+    """A kubeconfig holding a token for the kaito-ctrl ServiceAccount (TokenRequest, 48 h)."""
+    token = cp.kubectl("create", "token", SERVICE_ACCOUNT, "-n", NAMESPACE, "--duration=48h").strip()
+    cfg = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "sandbox", "cluster": {"server": cp.server, "certificate-authority": cp.ca_file}}
+        ],
+        "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
+        "contexts": [{"name": "sandbox", "context": {"cluster": "sandbox", "user": SERVICE_ACCOUNT}}],
+        "current-context": "sandbox",
+    }
+    path.write_text(json.dumps(cfg))
+    path.chmod(0o600)
+    return path
+
+
+@dataclass
+class ControllerProcess:
+    workdir: Path
+    kubeconfig: Path
+    node_provisioner: str = "nodeclaim"
+    metrics_port: int = field(default_factory=free_port)
+    probe_port: int = field(default_factory=free_port)
+    webhook_port: int = field(default_factory=free_port)
+    popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "kaito-ctrl.log"
+
+    def env(self) -> dict[str, str]:
+        return dict(
+            os.environ,
+            KUBECONFIG=str(self.kubeconfig),
+            KAITO_NAMESPACE=NAMESPACE,
+            KAITO_NODE_PROVISIONER=self.node_provisioner,
+            KAITO_METRICS_BIND_ADDRESS=f"127.0.0.1:{self.metrics_port}",
+            KAITO_HEALTH_PROBE_BIND_ADDRESS=f"127.0.0.1:{self.probe_port}",
+            KAITO_WEBHOOK_PORT=str(self.webhook_port),
+            KAITO_WEBHOOK_URL_HOST="127.0.0.1",
+            KAITO_LOG_FORMAT="json",
+        )
+
+    def start(self, timeout: float = 60) -> None:
+        log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "kaito_ctrl.cli.main", "run"],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"kaito-ctrl run exited with {self.popen.returncode}:\n{tail}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.probe_port}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.3)  # polling interval of a deadline-bounded wait
+        raise TimeoutError("kaito-ctrl did not become ready")
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=10)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "pid": self.popen.pid if self.popen else None,
+            "metrics": f"http://127.0.0.1:{self.metrics_port}/metrics",
+            "readyz": f"http://127.0.0.1:{self.probe_port}/readyz",
+            "log": str(self.log_path),
+            "node_provisioner": self.node_provisioner,
+        }
+
+
+def install(cp: ControlPlane, controller: ControllerProcess) -> None:
+    """Apply the sandbox overlay of the install manifests and pre-register the webhook by URL."""
+    overlay = repo_root() / "hack" / "sandbox"
+    cp.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(overlay))
+    cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/workspaces.kaito.sh")
+    # The controller may only patch these by name (least privilege), so the sandbox creates them first.
+    docs = configurations(ClientConfig(url_base=f"https://127.0.0.1:{controller.webhook_port}"), b"")
+    cp.kubectl(
+        "apply", "--server-side", "--force-conflicts", "--field-manager=kaito-ctrl", "-f", "-",
+        input="\n".join(json.dumps(d) for d in docs),
+    )  # fmt: skip
