@@ -31,7 +31,7 @@ NOTES = """## How to read the figures
   managedFields stripped, cache and namespace index updated, handlers called) and through kubernetes-asyncio's
   `Watch.unmarshal_event` into `V1Pod` objects, which does only the decoding. orjson alone costs about 11-17 us per
   5 KB event on this machine, so the ceiling of any orjson-based path is roughly 60-85k events/s; we measure about
-  half of that. The ratio to the typed path (25x at the last run) misses the 30x target: closing it would take
+  half of that. The ratio to the typed path (about 24-25x on this machine) misses the 30x target: closing it would take
   decoding several events per orjson call or a leaner cache representation, not done yet.
 - **P2** is tracemalloc's count of bytes held per cached ~5 KB Pod after stripping managedFields, parsed dicts
   plus the namespace index. Python dicts and strings cost about 4x the JSON size; the figure sits right at the
