@@ -22,6 +22,9 @@ class Settings:
     namespace: str = field(
         default="kaito-system", metadata={"help": "namespace of the controller's own objects"}
     )
+    watch_namespace: str | None = field(
+        default=None, metadata={"help": "reconcile Workspaces in this namespace only (default: all)"}
+    )
     controllers: str = field(
         default="workspace,provisioner", metadata={"help": "comma-separated controllers to run"}
     )

@@ -1,0 +1,220 @@
+"""Getting GPU nodes for a Workspace, behind one interface with three modes.
+
+- ``byo``: nothing is provisioned; Ready nodes matching the labelSelector are used.
+- ``nodeclaim`` / ``machine``: one Karpenter NodeClaim (karpenter.sh/v1) or Machine (karpenter.sh/v1alpha5) per
+  missing node, labelled with the workspace; the node provisioner turns them into GPU nodes.
+
+Readiness is read from the informer caches; nothing here waits. The caller requeues shortly when not ready.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kaito_ctrl.api import labels as L
+from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
+from kaito_ctrl.kube import conditions as cond
+from kaito_ctrl.kube.informer import SharedInformer
+from kaito_ctrl.kube.machines import INSTANCE_TYPE_LABEL, NodeObjectAPI, state_of
+
+
+@dataclass
+class NodeCondition:
+    type: str
+    status: bool
+    reason: str
+    message: str
+
+
+@dataclass
+class NodesResult:
+    ready: bool
+    nodes: list[str] = field(default_factory=list)
+    conditions: list[NodeCondition] = field(default_factory=list)
+    # The real cause when not ready (a claim's launch error, no matching nodes), for ResourceReady.
+    reason: str = ""
+    message: str = ""
+
+
+def node_is_ready(node: dict[str, Any]) -> bool:
+    if (node.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    return cond.is_true(node, "Ready")
+
+
+def node_gpus(node: dict[str, Any]) -> int:
+    status = node.get("status") or {}
+    value = (status.get("allocatable") or status.get("capacity") or {}).get("nvidia.com/gpu", "0")
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
+
+
+def _matches(node: dict[str, Any], labels: dict[str, str]) -> bool:
+    node_labels = (node.get("metadata") or {}).get("labels") or {}
+    return all(node_labels.get(k) == v for k, v in labels.items())
+
+
+class NodeProvisioner(Protocol):
+    mode: str
+
+    async def ensure(self, ws: WorkspaceSpec, target: int) -> NodesResult: ...
+
+    async def delete_all(self, ws: WorkspaceSpec) -> int:
+        """Delete the workspace's node objects; return how many still exist."""
+        ...
+
+    def node_requirements(self, ws: WorkspaceSpec) -> list[dict[str, Any]]: ...
+
+
+class BYONodes:
+    mode = "byo"
+
+    def __init__(self, nodes: SharedInformer) -> None:
+        self.nodes = nodes
+
+    def node_requirements(self, ws: WorkspaceSpec) -> list[dict[str, Any]]:
+        reqs = [{"key": k, "operator": "In", "values": [v]} for k, v in sorted(ws.match_labels.items())]
+        if ws.instance_type:
+            reqs.append({"key": INSTANCE_TYPE_LABEL, "operator": "In", "values": [ws.instance_type]})
+        return reqs
+
+    def _candidates(self, ws: WorkspaceSpec) -> list[dict[str, Any]]:
+        labels = dict(ws.match_labels)
+        if ws.instance_type:
+            labels[INSTANCE_TYPE_LABEL] = ws.instance_type
+        return [n for n in self.nodes.store.list() if _matches(n, labels)]
+
+    async def ensure(self, ws: WorkspaceSpec, target: int) -> NodesResult:
+        candidates = self._candidates(ws)
+        ready = [n for n in candidates if node_is_ready(n) and node_gpus(n) > 0]
+        names = sorted(n["metadata"]["name"] for n in ready)
+        ok = len(ready) >= target
+        if ok:
+            msg = f"{len(ready)} ready GPU node(s) match the label selector"
+            return NodesResult(True, names, [NodeCondition(L.COND_NODES_READY, True, "NodesReady", msg)])
+        if not candidates:
+            reason, msg = (
+                "NodeNotFound",
+                f"no node matches the label selector {ws.match_labels}; label GPU nodes to use them",
+            )
+        else:
+            reason = "NodeNotReady"
+            msg = f"{len(ready)} of {target} needed matching nodes are Ready with nvidia.com/gpu capacity"
+        return NodesResult(False, names, [NodeCondition(L.COND_NODES_READY, False, reason, msg)], reason, msg)
+
+    async def delete_all(self, ws: WorkspaceSpec) -> int:
+        return 0
+
+
+def node_object_name(ws: WorkspaceSpec, index: int) -> str:
+    """``ws`` + 9 hex characters (fits AKS's 12-character pool names), stable per workspace and index."""
+    digest = hashlib.sha256(f"{ws.namespace}/{ws.name}/{ws.uid}/{index}".encode()).hexdigest()
+    return "ws" + digest[:9]
+
+
+class KarpenterNodes:
+    """NodeClaims or Machines, one per node, labelled with the workspace."""
+
+    def __init__(self, api: NodeObjectAPI, claims: SharedInformer, nodes: SharedInformer) -> None:
+        self.api = api
+        self.claims = claims
+        self.nodes = nodes
+        self.mode: str = api.kind
+
+    @property
+    def condition_type(self) -> str:
+        return L.COND_MACHINE_READY if self.mode == "machine" else L.COND_NODECLAIM_READY
+
+    def node_requirements(self, ws: WorkspaceSpec) -> list[dict[str, Any]]:
+        return [
+            {"key": L.LABEL_WORKSPACE, "operator": "In", "values": [ws.name]},
+            {"key": L.LABEL_WORKSPACE_NAMESPACE, "operator": "In", "values": [ws.namespace]},
+        ]
+
+    def owned(self, ws: WorkspaceSpec) -> list[dict[str, Any]]:
+        return [c for c in self.claims.store.list() if _matches(c, ws.workspace_labels)]
+
+    async def ensure(self, ws: WorkspaceSpec, target: int) -> NodesResult:
+        claims = [c for c in self.owned(ws) if not (c["metadata"].get("deletionTimestamp"))]
+        existing = {c["metadata"]["name"] for c in claims}
+        storage = f"{ws.preset.disk_gib}Gi" if ws.preset else "1024Gi"
+        annotations = {}
+        family = ws.annotations.get(L.ANNOTATION_NODE_IMAGE_FAMILY)
+        if family:
+            annotations[L.ANNOTATION_NODE_IMAGE_FAMILY] = family
+        index = 0
+        while len(existing) < target:
+            name = node_object_name(ws, index)
+            index += 1
+            if name in existing:
+                continue
+            manifest = self.api.manifest(
+                name,
+                instance_type=ws.instance_type,
+                labels={**ws.match_labels, **ws.workspace_labels},
+                annotations=annotations,
+                storage=storage,
+            )
+            await self.api.create(manifest)
+            existing.add(name)
+        states = [state_of(c) for c in claims]
+        ready_claims = [s for s in states if s.is_ready]
+        result = NodesResult(ready=False, nodes=sorted(s.node_name for s in ready_claims if s.node_name))
+        if len(ready_claims) >= target:
+            result.conditions.append(
+                NodeCondition(
+                    self.condition_type, True, f"{self.api.resource.kind}sReady", f"{len(ready_claims)} ready"
+                )
+            )
+        else:
+            blocking = next((s for s in states if s.blocking_reason), None)
+            reason = blocking.blocking_reason if blocking else f"{self.api.resource.kind}NotReady"
+            message = (
+                f"{self.api.resource.kind} {blocking.name}: {blocking.blocking_message}"
+                if blocking
+                else f"{len(ready_claims)} of {target} {self.api.resource.kind}s are ready"
+            )
+            result.conditions.append(NodeCondition(self.condition_type, False, reason, message[:1024]))
+            result.reason, result.message = reason, message
+            return result
+        nodes = [n for n in self.nodes.store.list() if _matches(n, ws.workspace_labels)]
+        ready_nodes = [
+            n for n in nodes
+            if node_is_ready(n) and node_gpus(n) > 0
+            and (n["metadata"].get("labels") or {}).get(INSTANCE_TYPE_LABEL) == ws.instance_type
+        ]  # fmt: skip
+        if len(ready_nodes) >= target:
+            result.ready = True
+            result.nodes = sorted(n["metadata"]["name"] for n in ready_nodes)
+            result.conditions.append(
+                NodeCondition(
+                    L.COND_NODES_READY, True, "NodesReady", "Enough nodes are ready with GPU resources"
+                )
+            )
+        else:
+            msg = f"{len(ready_nodes)} of {target} nodes are Ready with nvidia.com/gpu capacity and instance type {ws.instance_type}"
+            result.conditions.append(NodeCondition(L.COND_NODES_READY, False, "NodeNotReady", msg))
+            result.reason, result.message = "NodeNotReady", msg
+        return result
+
+    async def delete_all(self, ws: WorkspaceSpec) -> int:
+        remaining = 0
+        for claim in self.owned(ws):
+            remaining += 1
+            if not claim["metadata"].get("deletionTimestamp"):
+                try:
+                    await self.api.delete(claim["metadata"]["name"])
+                except Exception as e:  # NotFound: already gone
+                    if getattr(e, "status", None) != 404:
+                        raise
+                    remaining -= 1
+        return remaining
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,318 @@
+"""The Workspace reconciler, as named steps: finalizer -> target node count -> nodes -> workload -> status.
+
+Each step reads the informer caches and writes through the client; none waits. A step that needs the world to
+move on (nodes joining, pods starting) returns a short requeue, and watch events usually come sooner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from kaito_ctrl.api import labels as L
+from kaito_ctrl.api.estimator import EstimateError, estimate_nodes
+from kaito_ctrl.controllers.workspace import rootcause
+from kaito_ctrl.controllers.workspace.nodes import NodeProvisioner, NodesResult
+from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
+from kaito_ctrl.controllers.workspace.workload import render_inference
+from kaito_ctrl.kube import conditions as cond
+from kaito_ctrl.kube.errors import Conflict, Invalid, NotFound
+from kaito_ctrl.kube.informer import SharedInformer
+from kaito_ctrl.kube.resources import DEPLOYMENTS, EVENTS, SERVICES, STATEFULSETS, WORKSPACES
+from kaito_ctrl.runtime.controller import Result
+from kaito_ctrl.runtime.handlers import Request
+
+log = structlog.get_logger(__name__)
+
+NODES_REQUEUE = 2.0
+WORKLOAD_REQUEUE = 5.0
+KINDS = {"Service": SERVICES, "Deployment": DEPLOYMENTS, "StatefulSet": STATEFULSETS}
+
+
+@dataclass
+class Observed:
+    """What the steps found out, for the status step."""
+
+    target: int = 0
+    nodes: NodesResult | None = None
+    workload_ready: bool = False
+    inference_reason: str = "WorkspaceInferenceStatusPending"
+    inference_message: str = "the inference workload is starting"
+    worker_nodes: list[str] = field(default_factory=list)
+    estimate_error: str = ""
+
+
+class WorkspaceReconciler:
+    def __init__(
+        self,
+        client: Any,
+        provisioner: NodeProvisioner,
+        *,
+        workspaces: SharedInformer,
+        deployments: SharedInformer,
+        statefulsets: SharedInformer,
+        pods: SharedInformer,
+        image_registry: str,
+        deletion_timeout: float = 300.0,
+    ) -> None:
+        self.client = client
+        self.provisioner = provisioner
+        self.workspaces = workspaces
+        self.deployments = deployments
+        self.statefulsets = statefulsets
+        self.pods = pods
+        self.image_registry = image_registry
+        self.deletion_timeout = deletion_timeout
+
+    async def __call__(self, request: Request) -> Result:
+        obj = self.workspaces.store.get(request.key)
+        if obj is None:
+            return Result()
+        ws = WorkspaceSpec(copy.deepcopy(obj))
+        if ws.obj["metadata"].get("deletionTimestamp"):
+            return await self.finalize(ws)
+        if not await self.ensure_finalizer(ws):
+            return Result()  # the patch will come back as an event
+        observed = Observed()
+        observed.target = self.target_node_count(ws, observed)
+        if ws.tuning is not None:
+            observed.inference_message = "tuning workspaces are not reconciled by this build yet"
+            await self.write_status(ws, observed)
+            return Result()
+        observed.nodes = await self.provisioner.ensure(ws, max(observed.target, 1))
+        if observed.nodes.ready and not observed.estimate_error:
+            await self.apply_workload(ws, observed.target)
+            self.observe_workload(ws, observed)
+        await self.write_status(ws, observed)
+        if not observed.nodes.ready:
+            return Result(requeue_after=NODES_REQUEUE)
+        if not observed.workload_ready:
+            return Result(requeue_after=WORKLOAD_REQUEUE)
+        return Result()
+
+    # ------------------------------------------------------------------ steps
+    async def ensure_finalizer(self, ws: WorkspaceSpec) -> bool:
+        finalizers = list(ws.obj["metadata"].get("finalizers") or [])
+        if L.WORKSPACE_FINALIZER in finalizers:
+            return True
+        await self.client.merge_patch(
+            WORKSPACES,
+            ws.name,
+            {"metadata": {"finalizers": [*finalizers, L.WORKSPACE_FINALIZER]}},
+            ws.namespace,
+            resource_version=ws.obj["metadata"].get("resourceVersion"),
+        )
+        return False
+
+    def target_node_count(self, ws: WorkspaceSpec, observed: Observed) -> int:
+        """Set once (status.targetNodeCount), from the estimator; BYO and tuning use the requested count."""
+        current = int((ws.obj.get("status") or {}).get("targetNodeCount") or 0)
+        if current:
+            return current
+        count = int(ws.resource.get("count") or 1)
+        preset, sku = ws.preset, ws.sku
+        if ws.tuning is not None or preset is None or sku is None:
+            return count
+        try:
+            return estimate_nodes(preset, sku, minimum=count).nodes
+        except EstimateError as e:
+            observed.estimate_error = str(e)
+            return count
+
+    async def apply_workload(self, ws: WorkspaceSpec, nodes: int) -> None:
+        if ws.preset is None:
+            return  # custom templates: not in this build yet
+        objects = render_inference(
+            ws,
+            nodes=nodes,
+            node_requirements=self.provisioner.node_requirements(ws),
+            registry=self.image_registry,
+        )
+        for obj in objects:
+            if obj["kind"] == "Service":
+                await self.apply_service(obj)
+            else:
+                await self.client.apply(KINDS[obj["kind"]], obj)
+        # A preset that changed size moves between Deployment and StatefulSet: remove the other kind.
+        other = STATEFULSETS if nodes <= 1 else DEPLOYMENTS
+        cache = self.statefulsets if nodes <= 1 else self.deployments
+        if cache.store.get(f"{ws.namespace}/{ws.name}") is not None:
+            await self.client.delete(other, ws.name, ws.namespace)
+
+    async def apply_service(self, obj: dict[str, Any]) -> None:
+        """Server-side apply, then make the port list exactly ours: ports added by hand edits belong to another
+        field manager, which apply alone never removes (and a duplicate port name makes it fail)."""
+        want = obj["spec"]["ports"]
+        meta = obj["metadata"]
+        try:
+            live = await self.client.apply(SERVICES, obj)
+        except Invalid:
+            live = {}
+        ports = [
+            {k: p.get(k) for k in ("name", "port", "targetPort", "protocol")}
+            for p in (live.get("spec") or {}).get("ports") or []
+        ]
+        if ports != want:
+            # A JSON merge patch replaces the whole list.
+            await self.client.merge_patch(
+                SERVICES, meta["name"], {"spec": {"ports": want}}, meta["namespace"]
+            )
+            await self.client.apply(SERVICES, obj)
+
+    def observe_workload(self, ws: WorkspaceSpec, observed: Observed) -> None:
+        key = f"{ws.namespace}/{ws.name}"
+        workload = self.deployments.store.get(key) or self.statefulsets.store.get(key)
+        pods = [
+            p for p in self.pods.store.list()
+            if p["metadata"].get("namespace") == ws.namespace
+            and (p["metadata"].get("labels") or {}).get(L.LABEL_WORKSPACE) == ws.name
+        ]  # fmt: skip
+        observed.worker_nodes = sorted(
+            {p["spec"].get("nodeName") for p in pods if (p.get("spec") or {}).get("nodeName")}
+        )
+        if workload is None:
+            observed.inference_message = "the workload is being created"
+            return
+        spec, status = workload.get("spec") or {}, workload.get("status") or {}
+        want = int(spec.get("replicas") or 1)
+        current_gen = int(status.get("observedGeneration") or 0) >= int(
+            workload["metadata"].get("generation") or 0
+        )
+        ready = int(status.get("readyReplicas") or 0)
+        updated = int(status.get("updatedReplicas") or 0)
+        available = int(status.get("availableReplicas", ready) or 0)
+        # Ready means every desired pod of the current revision is ready: never on a crash-looping pod.
+        if (
+            current_gen
+            and ready >= want
+            and updated >= want
+            and available >= want
+            and all(rootcause.pod_ready(p) for p in pods if not p["metadata"].get("deletionTimestamp"))
+        ):
+            observed.workload_ready = True
+            observed.inference_reason = "WorkspaceInferenceStatusSuccess"
+            observed.inference_message = f"{ready}/{want} inference pod(s) ready"
+            return
+        problem = rootcause.pods_root_cause(pods)
+        if problem:
+            observed.inference_reason, observed.inference_message = problem
+        else:
+            observed.inference_message = f"{ready}/{want} inference pod(s) ready"
+
+    async def write_status(self, ws: WorkspaceSpec, observed: Observed) -> None:
+        status = copy.deepcopy(ws.obj.get("status") or {})
+        conditions: list[dict[str, Any]] = list(status.get("conditions") or [])
+        now, gen = time.time(), ws.generation
+        changed: list[tuple[str, str, str, str]] = []
+
+        def put(type_: str, ok: bool, reason: str, message: str) -> None:
+            if cond.set_condition(conditions, type_, ok, reason, message, now=now, observed_generation=gen):
+                changed.append((type_, "True" if ok else "False", reason, message))
+
+        nodes = observed.nodes
+        if observed.estimate_error:
+            put(L.COND_RESOURCE_READY, False, "NodeCountEstimateFailed", observed.estimate_error)
+        elif nodes is not None:
+            for c in nodes.conditions:
+                put(c.type, c.status, c.reason, c.message)
+            if nodes.ready:
+                put(
+                    L.COND_RESOURCE_READY,
+                    True,
+                    "workspaceResourceStatusSuccess",
+                    "workspace resource is ready",
+                )
+            else:
+                put(
+                    L.COND_RESOURCE_READY,
+                    False,
+                    nodes.reason or "workspaceResourceStatusNotReady",
+                    nodes.message,
+                )
+        resource_ok = nodes is not None and nodes.ready and not observed.estimate_error
+        if ws.inference is not None:
+            put(
+                L.COND_INFERENCE_READY,
+                observed.workload_ready,
+                observed.inference_reason,
+                observed.inference_message,
+            )
+            ok = resource_ok and observed.workload_ready
+            summary_reason = "workspaceSucceeded" if ok else "workspacePending"
+            summary_message = (
+                "workspace succeeds" if ok else "waiting for resources and inference to be ready"
+            )
+            put(L.COND_WORKSPACE_SUCCEEDED, ok, summary_reason, summary_message)
+            put(L.COND_WORKSPACE_READY, ok, "workspaceReady" if ok else "workspacePending", summary_message)
+            state = "Ready" if ok else ("Pending" if not resource_ok else "NotReady")
+        else:
+            put(L.COND_JOB_STARTED, False, "WorkspaceTuningJobStatusPending", observed.inference_message)
+            state = "Pending"
+        status.update(
+            conditions=conditions,
+            state=state,
+            targetNodeCount=observed.target,
+            workerNodes=observed.worker_nodes or (nodes.nodes if nodes else []),
+            observedGeneration=gen,
+        )
+        if status == (ws.obj.get("status") or {}):
+            return  # nothing changed: no write
+        try:
+            await self.client.merge_patch(
+                WORKSPACES, ws.name, {"status": status}, ws.namespace, subresource="status"
+            )
+        except NotFound:
+            return
+        for type_, st, reason, message in changed:
+            await self.event(ws, "Normal" if st == "True" else "Warning", reason, f"{type_}={st}: {message}")
+
+    async def event(self, ws: WorkspaceSpec, kind: str, reason: str, message: str) -> None:
+        ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{ws.name}.", "namespace": ws.namespace},
+            "involvedObject": {
+                "apiVersion": ws.obj.get("apiVersion", "kaito.sh/v1beta1"), "kind": "Workspace",
+                "name": ws.name, "namespace": ws.namespace, "uid": ws.uid,
+            },
+            "type": kind, "reason": reason[:128], "message": message[:1024],
+            "firstTimestamp": ts, "lastTimestamp": ts, "count": 1,
+            "source": {"component": "kaito-ctrl"}, "reportingComponent": "kaito-ctrl",
+        }  # fmt: skip
+        try:
+            await self.client.create(EVENTS, event, ws.namespace)
+        except Exception as e:  # events are best effort; never fail a reconcile for one
+            log.debug("event not recorded", error=str(e)[:200])
+
+    async def finalize(self, ws: WorkspaceSpec) -> Result:
+        """Delete the node objects and wait for them, but never past the deletion timeout."""
+        remaining = await self.provisioner.delete_all(ws)
+        deleted_at = ws.obj["metadata"]["deletionTimestamp"]
+        age = time.time() - _parse_time(deleted_at)
+        if remaining and age < self.deletion_timeout:
+            return Result(requeue_after=NODES_REQUEUE)
+        if remaining:
+            await self.event(
+                ws, "Warning", "NodeDeletionTimedOut",
+                f"{remaining} node object(s) still exist after {int(age)}s; releasing the workspace, the node "
+                "provisioner's garbage collection removes them",
+            )  # fmt: skip
+        finalizers = [f for f in ws.obj["metadata"].get("finalizers") or [] if f != L.WORKSPACE_FINALIZER]
+        with contextlib.suppress(NotFound, Conflict):  # gone already, or changed: the next event retries
+            await self.client.merge_patch(
+                WORKSPACES, ws.name, {"metadata": {"finalizers": finalizers}}, ws.namespace,
+                resource_version=ws.obj["metadata"].get("resourceVersion"),
+            )  # fmt: skip
+        return Result()
+
+
+def _parse_time(value: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()

@@ -1,0 +1,73 @@
+"""Wiring the Workspace controller into a manager: informers, event mapping, the reconciler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kaito_ctrl.api import labels as L
+from kaito_ctrl.controllers.workspace.nodes import BYONodes, KarpenterNodes, NodeProvisioner
+from kaito_ctrl.controllers.workspace.reconciler import WorkspaceReconciler
+from kaito_ctrl.kube.machines import KINDS, NodeObjectAPI, NodeObjectKind
+from kaito_ctrl.kube.resources import DEPLOYMENTS, NODES, PODS, SERVICES, STATEFULSETS, WORKSPACES
+from kaito_ctrl.runtime.controller import Controller
+from kaito_ctrl.runtime.handlers import Request, enqueue_for_object, enqueue_for_owner, enqueue_mapped
+from kaito_ctrl.runtime.manager import Manager
+from kaito_ctrl.settings import Settings
+
+NAME = "workspace"
+
+
+def _by_workspace_labels(obj: dict[str, Any]) -> list[Request]:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    name, ns = labels.get(L.LABEL_WORKSPACE), labels.get(L.LABEL_WORKSPACE_NAMESPACE)
+    return [Request(ns, name)] if name and ns else []
+
+
+def _pod_to_workspace(obj: dict[str, Any]) -> list[Request]:
+    meta = obj.get("metadata") or {}
+    name = (meta.get("labels") or {}).get(L.LABEL_WORKSPACE)
+    return [Request(meta.get("namespace", ""), name)] if name else []
+
+
+def setup(manager: Manager, client: Any, settings: Settings) -> Controller:
+    inf = manager.informers
+    ns = settings.watch_namespace
+    workspaces = inf.informer(WORKSPACES, ns)
+    deployments = inf.informer(DEPLOYMENTS, ns, label_selector=L.LABEL_WORKSPACE)
+    statefulsets = inf.informer(STATEFULSETS, ns, label_selector=L.LABEL_WORKSPACE)
+    services = inf.informer(SERVICES, ns, label_selector=L.LABEL_WORKSPACE)
+    pods = inf.informer(PODS, ns, label_selector=L.LABEL_WORKSPACE)
+    nodes = inf.informer(NODES)
+    provisioner: NodeProvisioner
+    if settings.node_provisioner == "byo":
+        provisioner = BYONodes(nodes)
+    else:
+        kind: NodeObjectKind = "machine" if settings.node_provisioner == "machine" else "nodeclaim"
+        claims = inf.informer(KINDS[kind].resource, label_selector=L.LABEL_WORKSPACE)
+        provisioner = KarpenterNodes(NodeObjectAPI(client, kind), claims, nodes)
+    reconciler = WorkspaceReconciler(
+        client,
+        provisioner,
+        workspaces=workspaces,
+        deployments=deployments,
+        statefulsets=statefulsets,
+        pods=pods,
+        image_registry=settings.image_registry,
+        deletion_timeout=settings.deletion_timeout,
+    )
+    controller = Controller(NAME, reconciler, workers=settings.workspace_workers)
+    controller.watch(workspaces, enqueue_for_object())
+    for owned in (deployments, statefulsets, services):
+        controller.watch(owned, enqueue_for_owner("kaito.sh", "Workspace"))
+    controller.watch(pods, enqueue_mapped(_pod_to_workspace))
+    if isinstance(provisioner, KarpenterNodes):
+        controller.watch(provisioner.claims, enqueue_mapped(_by_workspace_labels))
+        controller.watch(nodes, enqueue_mapped(_by_workspace_labels))
+    else:
+        # BYO: any node change may change which workspaces have enough nodes.
+        def all_workspaces(_: dict[str, Any]) -> list[Request]:
+            return [Request.for_object(w) for w in workspaces.store.list()]
+
+        controller.watch(nodes, enqueue_mapped(all_workspaces))
+    manager.add_controller(controller)
+    return controller

@@ -1,0 +1,93 @@
+"""Reading a Workspace dict: the few facts the reconciler steps need, in one place."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from kaito_ctrl.api import labels as L
+from kaito_ctrl.api.catalog import GpuSku, Preset, catalog
+
+
+@dataclass(frozen=True)
+class WorkspaceSpec:
+    obj: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.obj["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.obj["metadata"].get("namespace") or "default")
+
+    @property
+    def uid(self) -> str:
+        return str(self.obj["metadata"].get("uid") or "")
+
+    @property
+    def generation(self) -> int:
+        return int(self.obj["metadata"].get("generation") or 0)
+
+    @property
+    def resource(self) -> dict[str, Any]:
+        return dict(self.obj.get("resource") or {})
+
+    @property
+    def inference(self) -> dict[str, Any] | None:
+        return self.obj.get("inference")
+
+    @property
+    def tuning(self) -> dict[str, Any] | None:
+        return self.obj.get("tuning")
+
+    @property
+    def instance_type(self) -> str:
+        return str(self.resource.get("instanceType") or "")
+
+    @property
+    def sku(self) -> GpuSku | None:
+        return catalog().sku(self.instance_type) if self.instance_type else None
+
+    @property
+    def preset(self) -> Preset | None:
+        section = self.inference or self.tuning or {}
+        name = (section.get("preset") or {}).get("name")
+        return catalog().preset(name) if name else None
+
+    @property
+    def match_labels(self) -> dict[str, str]:
+        """The user's matchLabels without kaito-reserved keys (those are kaito-ctrl's to set)."""
+        labels = (self.resource.get("labelSelector") or {}).get("matchLabels") or {}
+        return {k: str(v) for k, v in labels.items() if k not in L.RESERVED_SELECTOR_KEYS}
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return dict(self.obj["metadata"].get("annotations") or {})
+
+    @property
+    def revision(self) -> str:
+        """A hash of what the workload depends on; a change rolls the pods."""
+        body = orjson.dumps(
+            {"resource": self.obj.get("resource"), "inference": self.inference, "tuning": self.tuning},
+            option=orjson.OPT_SORT_KEYS,
+        )
+        return hashlib.sha256(body).hexdigest()[:16]
+
+    @property
+    def owner_reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": str(self.obj.get("apiVersion") or "kaito.sh/v1beta1"),
+            "kind": "Workspace",
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+    @property
+    def workspace_labels(self) -> dict[str, str]:
+        return {L.LABEL_WORKSPACE: self.name, L.LABEL_WORKSPACE_NAMESPACE: self.namespace}

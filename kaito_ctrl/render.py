@@ -1,0 +1,40 @@
+"""The one manifest renderer both controllers use: Jinja2 templates in ``templates/`` rendered to YAML and
+parsed into dicts. Values are inserted with ``tojson`` so quoting is never a template's problem."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import orjson
+import yaml
+
+
+def templates_dir() -> Path:
+    env = os.environ.get("KAITO_TEMPLATES_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "templates"
+
+
+def _tojson(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+@cache
+def environment(directory: str | None = None) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(directory or str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,  # noqa: S701 - renders YAML, not HTML; values go through tojson
+        keep_trailing_newline=True,
+    )
+    env.filters["tojson"] = _tojson
+    return env
+
+
+def render(template: str, **values: Any) -> list[dict[str, Any]]:
+    """Render ``template`` (a multi-document YAML template) into a list of objects."""
+    text = environment().get_template(template).render(**values)
+    return [doc for doc in yaml.safe_load_all(text) if doc]

@@ -1,0 +1,228 @@
+"""The Workspace controller on the real control plane with kwok GPU nodes (BYO and NodeClaim modes)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kaito_ctrl.controllers.workspace.setup import setup
+from kaito_ctrl.kube import conditions as cond
+from kaito_ctrl.kube.client import KubeClient
+from kaito_ctrl.kube.errors import NotFound
+from kaito_ctrl.kube.resources import DEPLOYMENTS, NODECLAIMS, SERVICES, WORKSPACES, WORKSPACES_V1ALPHA1
+from kaito_ctrl.runtime.manager import Manager
+from kaito_ctrl.settings import Settings
+from kaito_ctrl.testing.controlplane import ControlPlane
+from kaito_ctrl.testing.gpunodes import GpuNodeSpec
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def _eventually(fn: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = await fn()
+        except NotFound:
+            last = None
+        if last:
+            return last
+        await asyncio.sleep(0.2)  # polling interval of a deadline-bounded wait
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+@pytest.fixture
+async def kube(control_plane: ControlPlane) -> AsyncIterator[KubeClient]:
+    control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "manifests/crds"))
+    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/workspaces.kaito.sh")
+    client = await KubeClient.from_kubeconfig(control_plane.kubeconfig, qps=100, burst=100)
+    yield client
+    await client.close()
+
+
+async def _run_controller(kube: KubeClient, namespace: str, mode: str) -> tuple[Manager, asyncio.Task[bool]]:
+    settings = Settings(watch_namespace=namespace, node_provisioner=mode, leader_elect=False, webhook=False)  # type: ignore[arg-type]
+    manager = Manager(kube, sync_timeout=30)
+    setup(manager, kube, settings)
+    task = asyncio.create_task(manager.run())
+    return manager, task
+
+
+def _cond(ws: dict[str, Any], type_: str) -> str:
+    return cond.condition_status(ws, type_)
+
+
+async def test_phi3_byo_reaches_ready_with_seed_service_and_columns(
+    control_plane: ControlPlane, kube: KubeClient, namespace: str
+) -> None:
+    label = f"phi-3-{namespace}"
+    control_plane.add_gpu_node(GpuNodeSpec(f"byo-{namespace}", extra_labels={"apps": label}))
+    ws = yaml.safe_load((REPO / "examples/kaito_workspace_phi_3.yaml").read_text())
+    ws["resource"]["labelSelector"]["matchLabels"]["apps"] = label
+    manager, task = await _run_controller(kube, namespace, "byo")
+    try:
+        await kube.create(WORKSPACES_V1ALPHA1, ws, namespace)
+        name = ws["metadata"]["name"]
+
+        async def ready() -> dict[str, Any] | None:
+            obj = await kube.get(WORKSPACES, name, namespace)
+            ok = all(
+                _cond(obj, t) == "True"
+                for t in ("ResourceReady", "InferenceReady", "WorkspaceReady", "WorkspaceSucceeded")
+            )
+            return obj if ok else None
+
+        obj = await _eventually(ready, 90, "ResourceReady, InferenceReady and WorkspaceReady True")
+        assert obj["status"]["state"] == "Ready" and obj["status"]["targetNodeCount"] == 1
+        assert obj["status"]["workerNodes"] == [f"byo-{namespace}"]
+        assert "workspace.finalizer.kaito.sh" in obj["metadata"]["finalizers"]
+        svc = await kube.get(SERVICES, name, namespace)
+        assert sorted((p["port"], p["targetPort"]) for p in svc["spec"]["ports"]) == [
+            (80, 5000),
+            (29500, 29500),
+        ]
+        dep = await kube.get(DEPLOYMENTS, name, namespace)
+        container = dep["spec"]["template"]["spec"]["containers"][0]
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
+        assert container["image"].endswith("kaito-phi-3-mini-4k-instruct:0.0.2")
+        row = control_plane.kubectl(
+            "get", "workspaces.v1alpha1.kaito.sh", name, "-n", namespace, "--no-headers"
+        ).split()
+        assert row[1:5] == ["Standard_NC12s_v3", "True", "True", "True"], row
+
+        # Drift repair: a hand-edited Service and a deleted Deployment come back.
+        await kube.merge_patch(
+            SERVICES,
+            name,
+            {"spec": {"ports": [{"name": "http", "port": 8080, "targetPort": 5000, "protocol": "TCP"}]}},
+            namespace,
+        )
+        await kube.delete(DEPLOYMENTS, name, namespace)
+
+        async def repaired() -> bool:
+            svc = await kube.get(SERVICES, name, namespace)
+            await kube.get(DEPLOYMENTS, name, namespace)
+            return sorted(p["port"] for p in svc["spec"]["ports"]) == [80, 29500]
+
+        await _eventually(repaired, 60, "Service and Deployment repaired")
+
+        # Deletion completes and releases the finalizer.
+        await kube.delete(WORKSPACES, name, namespace)
+
+        async def gone() -> bool:
+            try:
+                await kube.get(WORKSPACES, name, namespace)
+            except NotFound:
+                return True
+            return False
+
+        await _eventually(gone, 60, "workspace deleted")
+    finally:
+        manager.stop()
+        await task
+
+
+async def test_nodeclaim_mode_creates_claim_and_names_quota_error(
+    control_plane: ControlPlane, kube: KubeClient, namespace: str
+) -> None:
+    ws = yaml.safe_load((REPO / "examples/kaito_workspace_phi_3.yaml").read_text())
+    ws["metadata"]["name"] = "nc-phi"
+    manager, task = await _run_controller(kube, namespace, "nodeclaim")
+    try:
+        await kube.create(WORKSPACES_V1ALPHA1, ws, namespace)
+
+        async def claim() -> dict[str, Any] | None:
+            claims = await kube.list_all(
+                NODECLAIMS,
+                label_selector=f"kaito.sh/workspace=nc-phi,kaito.sh/workspacenamespace={namespace}",
+            )
+            return claims[0] if claims else None
+
+        nc = await _eventually(claim, 30, "a NodeClaim")
+        assert (
+            nc["metadata"]["labels"]["apps"] == "phi-3"
+            and nc["metadata"]["labels"]["karpenter.sh/nodepool"] == "kaito"
+        )
+        assert nc["spec"]["taints"] == [{"key": "sku", "value": "gpu", "effect": "NoSchedule"}]
+        assert nc["spec"]["resources"]["requests"]["storage"] == "88Gi"
+        assert {
+            "key": "node.kubernetes.io/instance-type",
+            "operator": "In",
+            "values": ["Standard_NC12s_v3"],
+        } in nc["spec"]["requirements"]
+        # The provisioner reports a quota failure: the Workspace says so, with Azure's words.
+        quota = "Operation could not be completed as it results in exceeding approved standardNCSv3Family Cores quota"
+        status = {"conditions": [
+            {"type": "Launched", "status": "False", "reason": "QuotaExceeded", "message": quota, "lastTransitionTime": "2026-01-01T00:00:00Z"},
+            {"type": "Ready", "status": "False", "reason": "UnhealthyDependents", "message": "Launched=False", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+        ]}  # fmt: skip
+        await kube.merge_patch(NODECLAIMS, nc["metadata"]["name"], {"status": status}, subresource="status")
+
+        async def names_quota() -> dict[str, Any] | None:
+            obj = await kube.get(WORKSPACES, "nc-phi", namespace)
+            c = cond.get_condition(obj, "ResourceReady")
+            return (
+                obj
+                if c and c["status"] == "False" and c["reason"] == "QuotaExceeded" and quota in c["message"]
+                else None
+            )
+
+        obj = await _eventually(names_quota, 30, "ResourceReady False with the quota message")
+        assert _cond(obj, "NodeClaimReady") == "False" and _cond(obj, "InferenceReady") != "True"
+        # Ready claim + matching node: the workload follows.
+        node_name = f"aks-{nc['metadata']['name']}-vmss000000"
+        control_plane.add_gpu_node(
+            GpuNodeSpec(
+                node_name,
+                extra_labels={
+                    "kaito.sh/workspace": "nc-phi",
+                    "kaito.sh/workspacenamespace": namespace,
+                    "apps": "phi-3",
+                },
+            )
+        )
+        ready = {"nodeName": node_name, "conditions": [
+            {"type": t, "status": "True", "reason": t, "message": "", "lastTransitionTime": "2026-01-01T00:00:01Z"}
+            for t in ("Launched", "Registered", "Initialized", "Ready")
+        ]}  # fmt: skip
+        await kube.merge_patch(NODECLAIMS, nc["metadata"]["name"], {"status": ready}, subresource="status")
+
+        async def deployed() -> bool:
+            obj = await kube.get(WORKSPACES, "nc-phi", namespace)
+            return _cond(obj, "ResourceReady") == "True" and _cond(obj, "InferenceReady") == "True"
+
+        await _eventually(deployed, 90, "workload ready after the claim")
+        dep = await kube.get(DEPLOYMENTS, "nc-phi", namespace)
+        terms = dep["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        ]["nodeSelectorTerms"]
+        assert {"key": "kaito.sh/workspace", "operator": "In", "values": ["nc-phi"]} in terms[0][
+            "matchExpressions"
+        ]
+        # Deletion deletes the claim (no provisioner here holds a finalizer on it) and completes.
+        await kube.delete(WORKSPACES, "nc-phi", namespace)
+
+        async def cleaned() -> bool:
+            try:
+                await kube.get(WORKSPACES, "nc-phi", namespace)
+                return False
+            except NotFound:
+                return await claim() is None
+
+        await _eventually(cleaned, 60, "workspace and claim deleted")
+    finally:
+        manager.stop()
+        await task
+        control_plane.kubectl(
+            "delete",
+            "node",
+            f"aks-{nc['metadata']['name']}-vmss000000" if "nc" in dir() else "none",
+            check=False,
+        )
