@@ -106,7 +106,7 @@ def sandbox() -> Iterator[Sandbox]:
         yield Sandbox(external, os.environ.get("KUBECTL", "kubectl"))
         return
     with tempfile.TemporaryDirectory(prefix="kaito-e2e-") as tmp:
-        sb, stop = _start_sandbox(Path(tmp), "nodeclaim")
+        sb, stop = _start_sandbox(Path(tmp), "byo")  # nodeclaim once the node provisioner lands
         try:
             yield sb
         finally:

@@ -77,3 +77,29 @@ def test_wrong_workspace_is_refused_with_the_field_named(sandbox: Sandbox, e2e_n
 
     message = wait_for(refused, 60, "the webhook's refusal")
     assert "tuning.input.urls[0]" in message and "metadata" in message
+
+
+def test_quickstart_phi3_becomes_ready_and_deletes_cleanly(sandbox: Sandbox, e2e_namespace: str) -> None:
+    """The seed's quickstart: apply the Phi-3 Workspace, watch `kubectl get workspace` turn True True True."""
+    path = REPO / "examples" / "kaito_workspace_phi_3.yaml"
+    wait_for(
+        lambda: "created" in sandbox.kubectl("apply", "-n", e2e_namespace, "-f", str(path), check=False),
+        60,
+        "applied",
+    )
+
+    def row() -> list[str]:
+        out = sandbox.kubectl(
+            "get", "workspaces.v1alpha1.kaito.sh", "workspace-phi-3-mini", "-n", e2e_namespace, "--no-headers"
+        )
+        cols = out.split()
+        return cols if cols[2:5] == ["True", "True", "True"] else []
+
+    cols = wait_for(row, 180, "RESOURCEREADY, INFERENCEREADY and WORKSPACEREADY True")
+    assert cols[1] == "Standard_NC12s_v3"
+    svc = sandbox.kubectl("get", "svc", "workspace-phi-3-mini", "-n", e2e_namespace, "--no-headers")
+    assert "80/TCP,29500/TCP" in svc
+    sandbox.kubectl("delete", "workspace", "workspace-phi-3-mini", "-n", e2e_namespace, "--timeout=120s")
+    assert "NotFound" in sandbox.kubectl(
+        "get", "workspace", "workspace-phi-3-mini", "-n", e2e_namespace, check=False
+    )

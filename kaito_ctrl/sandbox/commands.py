@@ -81,7 +81,16 @@ def _apply_example() -> None:
             break
         time.sleep(0.5)  # polling interval of a deadline-bounded wait
     _say((res.stdout + res.stderr).strip())
-    _say(subprocess.run([*kubectl, "get", "workspace"], capture_output=True, text=True).stdout.rstrip())
+    _say("==> waiting for the workspace to be ready (kubectl get workspaces.v1alpha1.kaito.sh)")
+    get = [*kubectl, "get", "workspaces.v1alpha1.kaito.sh", "workspace-phi-3-mini"]
+    deadline = time.monotonic() + 180
+    out = ""
+    while time.monotonic() < deadline:
+        out = subprocess.run(get, capture_output=True, text=True).stdout.rstrip()
+        if out.count("True") >= 3:
+            break
+        time.sleep(1)  # polling interval of a deadline-bounded wait
+    _say(out)
 
 
 def _print_usage() -> int:
@@ -135,7 +144,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ssub = p.add_subparsers(dest="sandbox_cmd", required=True)
     u = ssub.add_parser("up", help="start the sandbox in the background and print how to use it")
     u.add_argument("--timeout", default=900, help="seconds to wait for readiness (first build excluded)")
-    u.add_argument("--node-provisioner", choices=["nodeclaim", "machine", "byo"], default="nodeclaim")
+    # byo until the node provisioner (AKS agent pools on the fake ARM server) lands; then nodeclaim.
+    u.add_argument("--node-provisioner", choices=["nodeclaim", "machine", "byo"], default="byo")
     u.add_argument("--no-example", action="store_true", help="do not apply the Phi-3 quickstart example")
     u.set_defaults(func=up)
     ssub.add_parser("down", help="stop the sandbox").set_defaults(func=down)
