@@ -16,13 +16,14 @@ import contextlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 import structlog
 
 from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
 from kaito_ctrl.kube.errors import ApiError, Gone
+from kaito_ctrl.kube.protocols import ListWatcher
 from kaito_ctrl.kube.resources import Resource
 from kaito_ctrl.kube.store import IndexFunc, Obj, Store, key_of
 
@@ -51,34 +52,7 @@ def strip_managed_fields(obj: Obj) -> Obj:
     return obj
 
 
-class ListWatchClient(Protocol):
-    async def list(
-        self,
-        res: Resource,
-        namespace: str | None = None,
-        *,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        limit: int | None = None,
-        continue_token: str | None = None,
-        resource_version: str | None = None,
-        resource_version_match: str | None = None,
-        timeout: float | None = None,
-    ) -> dict[str, Any]: ...
-
-    def watch(
-        self,
-        res: Resource,
-        namespace: str | None = None,
-        *,
-        resource_version: str,
-        timeout_seconds: int,
-        allow_bookmarks: bool = True,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        read_timeout: float | None = None,
-    ) -> Any: ...
-
+ListWatchClient = ListWatcher
 
 AddHandler = Callable[[Obj], None]
 UpdateHandler = Callable[[Obj, Obj], None]

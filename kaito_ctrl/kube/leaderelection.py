@@ -15,26 +15,20 @@ import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
 from kaito_ctrl import metrics
 from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
 from kaito_ctrl.kube.errors import ApiError, Conflict, NotFound
-from kaito_ctrl.kube.resources import LEASES, Resource
+from kaito_ctrl.kube.protocols import CreateReplace
+from kaito_ctrl.kube.resources import LEASES
 
 log = structlog.get_logger(__name__)
 
 
-class LeaseClient(Protocol):
-    async def get(self, res: Resource, name: str, namespace: str | None = None) -> dict[str, Any]: ...
-
-    async def create(
-        self, res: Resource, obj: dict[str, Any], namespace: str | None = None
-    ) -> dict[str, Any]: ...
-
-    async def replace(self, res: Resource, obj: dict[str, Any]) -> dict[str, Any]: ...
+LeaseClient = CreateReplace
 
 
 def default_identity() -> str:

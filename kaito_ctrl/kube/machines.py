@@ -9,9 +9,10 @@ controllers speak of "launched", "registered" and "initialized" whatever the kin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from kaito_ctrl.kube import conditions as cond
+from kaito_ctrl.kube.protocols import ObjectClient
 from kaito_ctrl.kube.resources import MACHINES, NODECLAIMS, Resource
 
 NodeObjectKind = Literal["machine", "nodeclaim"]
@@ -42,43 +43,7 @@ KINDS: dict[NodeObjectKind, KindInfo] = {
 }
 
 
-class _Client(Protocol):
-    async def get(self, res: Resource, name: str, namespace: str | None = None) -> dict[str, Any]: ...
-
-    async def list_all(
-        self,
-        res: Resource,
-        namespace: str | None = None,
-        *,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-    ) -> list[dict[str, Any]]: ...
-
-    async def create(
-        self, res: Resource, obj: dict[str, Any], namespace: str | None = None
-    ) -> dict[str, Any]: ...
-
-    async def merge_patch(
-        self,
-        res: Resource,
-        name: str,
-        patch: dict[str, Any],
-        namespace: str | None = None,
-        *,
-        subresource: str | None = None,
-        resource_version: str | None = None,
-    ) -> dict[str, Any]: ...
-
-    async def delete(
-        self,
-        res: Resource,
-        name: str,
-        namespace: str | None = None,
-        *,
-        propagation_policy: str | None = "Background",
-        uid: str | None = None,
-        resource_version: str | None = None,
-    ) -> dict[str, Any] | None: ...
+_Client = ObjectClient
 
 
 def kind_of(obj: dict[str, Any]) -> NodeObjectKind:

@@ -6,24 +6,18 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from kaito_ctrl import pki
 from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
 from kaito_ctrl.kube.errors import Conflict, NotFound
-from kaito_ctrl.kube.resources import SECRETS, Resource
+from kaito_ctrl.kube.protocols import CreateReplace
+from kaito_ctrl.kube.resources import SECRETS
 
 DAY = 86400.0
 
 
-class SecretClient(Protocol):
-    async def get(self, res: Resource, name: str, namespace: str | None = None) -> dict[str, Any]: ...
-
-    async def create(
-        self, res: Resource, obj: dict[str, Any], namespace: str | None = None
-    ) -> dict[str, Any]: ...
-
-    async def replace(self, res: Resource, obj: dict[str, Any]) -> dict[str, Any]: ...
+SecretClient = CreateReplace
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,13 @@ import asyncio
 import base64
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
 from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
-from kaito_ctrl.kube.resources import MUTATING_WEBHOOKS, VALIDATING_WEBHOOKS, Resource
+from kaito_ctrl.kube.protocols import Applier
+from kaito_ctrl.kube.resources import MUTATING_WEBHOOKS, VALIDATING_WEBHOOKS
 from kaito_ctrl.webhook.certs import CertPolicy, CertStore
 from kaito_ctrl.webhook.server import MUTATE_PATH, VALIDATE_PATH, WebhookServer
 
@@ -25,16 +26,7 @@ VALIDATING_NAME = "kaito-ctrl-validating-webhook"
 MUTATING_NAME = "kaito-ctrl-mutating-webhook"
 
 
-class ApplyClient(Protocol):
-    async def apply(
-        self,
-        res: Resource,
-        obj: dict[str, Any],
-        *,
-        field_manager: str = "kaito-ctrl",
-        force: bool = True,
-        subresource: str | None = None,
-    ) -> dict[str, Any]: ...
+ApplyClient = Applier
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,147 @@
+"""Units of the workspace controller: root causes from pod states, rendering, node naming."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kaito_ctrl.controllers.workspace.nodes import node_object_name
+from kaito_ctrl.controllers.workspace.rootcause import pod_problem, pods_root_cause
+from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
+from kaito_ctrl.controllers.workspace.workload import render_inference
+from tests.cases.invalid_workspaces import inference_ws
+
+
+def _pod(name: str = "p", **status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "status": status}
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (
+            {
+                "containerStatuses": [
+                    {"name": "m", "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}}}
+                ]
+            },
+            "ContainerCrashLoopBackOff",
+        ),
+        (
+            {"containerStatuses": [{"name": "m", "state": {"waiting": {"reason": "ImagePullBackOff"}}}]},
+            "ImagePullError",
+        ),
+        (
+            {"containerStatuses": [{"name": "m", "state": {"waiting": {"reason": "ErrImagePull"}}}]},
+            "ImagePullError",
+        ),
+        (
+            {
+                "containerStatuses": [
+                    {
+                        "name": "m",
+                        "state": {"running": {}},
+                        "lastState": {"terminated": {"reason": "OOMKilled"}},
+                    }
+                ]
+            },
+            "ContainerOOMKilled",
+        ),
+        (
+            {
+                "conditions": [
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": "0/3 nodes: Insufficient nvidia.com/gpu",
+                    }
+                ]
+            },
+            "Unschedulable",
+        ),
+        ({"reason": "Evicted", "message": "The node was low on resource: memory."}, "PodEvicted"),
+        (
+            {
+                "initContainerStatuses": [
+                    {"name": "adapter-a", "state": {"waiting": {"reason": "ErrImagePull"}}}
+                ]
+            },
+            "ImagePullError",
+        ),
+    ],
+)
+def test_pod_states_become_stable_reasons_with_the_message(status: dict[str, Any], reason: str) -> None:
+    problem = pod_problem(_pod(**status))
+    assert problem is not None and problem[0] == reason
+    assert "pod p" in problem[1]
+
+
+def test_starting_pods_are_not_a_problem() -> None:
+    assert (
+        pod_problem(
+            _pod(containerStatuses=[{"name": "m", "state": {"waiting": {"reason": "ContainerCreating"}}}])
+        )
+        is None
+    )
+    assert pods_root_cause([_pod("a"), _pod("b", reason="Evicted")]) == ("PodEvicted", "pod b was evicted:")
+
+
+def test_render_single_node_deployment_and_seed_service() -> None:
+    ws = WorkspaceSpec({**inference_ws("w"), "metadata": {"name": "w", "namespace": "ns", "uid": "u"}})
+    objs = render_inference(
+        ws,
+        nodes=1,
+        node_requirements=[{"key": "apps", "operator": "In", "values": ["phi-3"]}],
+        registry="mcr.microsoft.com/aks/kaito",
+    )
+    kinds = [o["kind"] for o in objs]
+    assert kinds == ["Service", "Deployment"]
+    svc, dep = objs
+    assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [(80, 5000), (29500, 29500)]
+    assert svc["metadata"]["ownerReferences"][0]["uid"] == "u"
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == "mcr.microsoft.com/aks/kaito/kaito-phi-3-mini-4k-instruct:0.0.2"
+    assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "2"}
+    assert {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"} in pod["tolerations"]
+    assert pod["volumes"][0] == {"name": "dshm", "emptyDir": {"medium": "Memory"}}
+
+
+def test_render_multi_node_statefulset_with_headless_service_and_adapters_roll_pods() -> None:
+    base = inference_ws("big")
+    base["metadata"] = {"name": "big", "namespace": "ns", "uid": "u"}
+    base["resource"]["instanceType"] = "Standard_NC24ads_A100_v4"
+    base["inference"]["preset"] = {
+        "name": "llama-3.3-70b-instruct",
+        "presetOptions": {"modelAccessSecret": "hf"},
+    }
+    objs = render_inference(WorkspaceSpec(base), nodes=3, node_requirements=[], registry="r.io")
+    assert [o["kind"] for o in objs] == ["Service", "Service", "StatefulSet"]
+    sts = objs[2]
+    assert sts["spec"]["replicas"] == 3 and sts["spec"]["serviceName"] == "big-headless"
+    assert objs[1]["spec"]["clusterIP"] == "None"
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    assert container["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "hf", "key": "HF_TOKEN"}
+    assert "startupProbe" in container, "a 131 GiB model gets a startup probe"
+    with_adapter = dict(
+        base,
+        inference={
+            **base["inference"],
+            "adapters": [{"source": {"name": "a1", "image": "r.io/a:1"}, "strength": "0.5"}],
+        },
+    )
+    objs2 = render_inference(WorkspaceSpec(with_adapter), nodes=3, node_requirements=[], registry="r.io")
+    pod2 = objs2[2]["spec"]["template"]
+    assert pod2["spec"]["initContainers"][0]["name"] == "adapter-a1"
+    assert "a1=/mnt/adapter/a1:0.5" in pod2["spec"]["containers"][0]["command"][2]
+    assert pod2["metadata"]["annotations"] != sts["spec"]["template"]["metadata"]["annotations"], (
+        "adapters roll the pods"
+    )
+
+
+def test_node_object_names_fit_aks_pool_limits_and_are_stable() -> None:
+    ws = WorkspaceSpec({"metadata": {"name": "w", "namespace": "ns", "uid": "u"}})
+    a, b = node_object_name(ws, 0), node_object_name(ws, 1)
+    assert a == node_object_name(ws, 0) and a != b
+    assert len(a) == 11 and a.startswith("ws") and a.isalnum() and a.islower()
