@@ -15,7 +15,15 @@ from kaito_ctrl.controllers.workspace.setup import setup
 from kaito_ctrl.kube import conditions as cond
 from kaito_ctrl.kube.client import KubeClient
 from kaito_ctrl.kube.errors import NotFound
-from kaito_ctrl.kube.resources import DEPLOYMENTS, NODECLAIMS, SERVICES, WORKSPACES, WORKSPACES_V1ALPHA1
+from kaito_ctrl.kube.resources import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    JOBS,
+    NODECLAIMS,
+    SERVICES,
+    WORKSPACES,
+    WORKSPACES_V1ALPHA1,
+)
 from kaito_ctrl.runtime.manager import Manager
 from kaito_ctrl.settings import Settings
 from kaito_ctrl.testing.controlplane import ControlPlane
@@ -226,3 +234,44 @@ async def test_nodeclaim_mode_creates_claim_and_names_quota_error(
             f"aks-{nc['metadata']['name']}-vmss000000" if "nc" in dir() else "none",
             check=False,
         )
+
+
+async def test_tuning_example_runs_a_job_to_success(
+    control_plane: ControlPlane, kube: KubeClient, namespace: str
+) -> None:
+    label = f"tune-{namespace}"
+    control_plane.add_gpu_node(GpuNodeSpec(f"tune-{namespace}", extra_labels={"app": label}))
+    ws = yaml.safe_load((REPO / "examples/kaito_workspace_tuning_phi_3.yaml").read_text())
+    ws["resource"]["labelSelector"]["matchLabels"]["app"] = label
+    name = ws["metadata"]["name"]
+    manager, task = await _run_controller(kube, namespace, "byo")
+    try:
+        await kube.create(WORKSPACES_V1ALPHA1, ws, namespace)
+
+        async def job() -> dict[str, Any]:
+            return await kube.get(JOBS, name, namespace)
+
+        created = await _eventually(job, 60, "the tuning Job")
+        pod = created["spec"]["template"]["spec"]
+        assert [c["name"] for c in pod["initContainers"]] == ["model-weights-downloader", "data-downloader"]
+        assert [c["name"] for c in pod["containers"]] == [name, "pusher"]
+        assert pod["restartPolicy"] == "Never" and pod["imagePullSecrets"] == [
+            {"name": "registry-push-secret"}
+        ]
+        assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "2"}
+        params = await kube.get(CONFIGMAPS, f"{name}-qlora-params", namespace)
+        assert "load_in_4bit: true" in params["data"]["training_config.yaml"]
+
+        async def succeeded() -> dict[str, Any] | None:
+            obj = await kube.get(WORKSPACES, name, namespace)
+            return (
+                obj
+                if _cond(obj, "WorkspaceSucceeded") == "True" and _cond(obj, "JobStarted") == "True"
+                else None
+            )
+
+        obj = await _eventually(succeeded, 120, "WorkspaceSucceeded True after the Job completes")
+        assert obj["status"]["state"] == "Succeeded"
+    finally:
+        manager.stop()
+        await task

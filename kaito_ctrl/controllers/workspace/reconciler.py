@@ -19,11 +19,20 @@ from kaito_ctrl.api.estimator import EstimateError, estimate_nodes
 from kaito_ctrl.controllers.workspace import rootcause
 from kaito_ctrl.controllers.workspace.nodes import NodeProvisioner, NodesResult
 from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
+from kaito_ctrl.controllers.workspace.tuning import JobOutcome, job_outcome, render_tuning
 from kaito_ctrl.controllers.workspace.workload import render_inference
 from kaito_ctrl.kube import conditions as cond
 from kaito_ctrl.kube.errors import Conflict, Invalid, NotFound
 from kaito_ctrl.kube.informer import SharedInformer
-from kaito_ctrl.kube.resources import DEPLOYMENTS, EVENTS, SERVICES, STATEFULSETS, WORKSPACES
+from kaito_ctrl.kube.resources import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    EVENTS,
+    JOBS,
+    SERVICES,
+    STATEFULSETS,
+    WORKSPACES,
+)
 from kaito_ctrl.runtime.controller import Result
 from kaito_ctrl.runtime.handlers import Request
 
@@ -31,7 +40,13 @@ log = structlog.get_logger(__name__)
 
 NODES_REQUEUE = 2.0
 WORKLOAD_REQUEUE = 5.0
-KINDS = {"Service": SERVICES, "Deployment": DEPLOYMENTS, "StatefulSet": STATEFULSETS}
+KINDS = {
+    "Service": SERVICES,
+    "Deployment": DEPLOYMENTS,
+    "StatefulSet": STATEFULSETS,
+    "ConfigMap": CONFIGMAPS,
+    "Job": JOBS,
+}
 
 
 @dataclass
@@ -45,6 +60,7 @@ class Observed:
     inference_message: str = "the inference workload is starting"
     worker_nodes: list[str] = field(default_factory=list)
     estimate_error: str = ""
+    job: JobOutcome | None = None
 
 
 class WorkspaceReconciler:
@@ -57,6 +73,7 @@ class WorkspaceReconciler:
         deployments: SharedInformer,
         statefulsets: SharedInformer,
         pods: SharedInformer,
+        jobs: SharedInformer | None = None,
         image_registry: str,
         deletion_timeout: float = 300.0,
     ) -> None:
@@ -66,6 +83,7 @@ class WorkspaceReconciler:
         self.deployments = deployments
         self.statefulsets = statefulsets
         self.pods = pods
+        self.jobs = jobs
         self.image_registry = image_registry
         self.deletion_timeout = deletion_timeout
 
@@ -81,9 +99,7 @@ class WorkspaceReconciler:
         observed = Observed()
         observed.target = self.target_node_count(ws, observed)
         if ws.tuning is not None:
-            observed.inference_message = "tuning workspaces are not reconciled by this build yet"
-            await self.write_status(ws, observed)
-            return Result()
+            return await self.reconcile_tuning(ws, observed)
         observed.nodes = await self.provisioner.ensure(ws, max(observed.target, 1))
         if observed.nodes.ready and not observed.estimate_error:
             await self.apply_workload(ws, observed.target)
@@ -143,6 +159,40 @@ class WorkspaceReconciler:
         cache = self.statefulsets if nodes <= 1 else self.deployments
         if cache.store.get(f"{ws.namespace}/{ws.name}") is not None:
             await self.client.delete(other, ws.name, ws.namespace)
+
+    async def reconcile_tuning(self, ws: WorkspaceSpec, observed: Observed) -> Result:
+        observed.nodes = await self.provisioner.ensure(ws, 1)
+        job = self.jobs.store.get(f"{ws.namespace}/{ws.name}") if self.jobs is not None else None
+        if observed.nodes.ready:
+            job = await self.apply_tuning(ws, job)
+        observed.job = job_outcome(job)
+        await self.write_status(ws, observed)
+        if observed.job.state in ("Succeeded", "Failed"):
+            return Result()
+        return Result(requeue_after=NODES_REQUEUE if not observed.nodes.ready else WORKLOAD_REQUEUE)
+
+    async def apply_tuning(self, ws: WorkspaceSpec, job: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Create the Job; a Job of an older revision is deleted first (its pod template is immutable)."""
+        if job is not None:
+            revision = (job["metadata"].get("annotations") or {}).get(L.ANNOTATION_REVISION)
+            if revision == ws.revision:
+                return job
+            if not job["metadata"].get("deletionTimestamp"):
+                await self.client.delete(JOBS, ws.name, ws.namespace, propagation_policy="Foreground")
+            return None
+        objects = render_tuning(
+            ws, node_requirements=self.provisioner.node_requirements(ws), registry=self.image_registry
+        )
+        created = None
+        for obj in objects:
+            if obj["kind"] == "Job":
+                try:
+                    created = await self.client.create(JOBS, obj, ws.namespace)
+                except Conflict:
+                    created = None  # made by an earlier reconcile; the cache catches up
+            else:
+                await self.client.apply(KINDS[obj["kind"]], obj)
+        return created
 
     async def apply_service(self, obj: dict[str, Any]) -> None:
         """Server-side apply, then make the port list exactly ours: ports added by hand edits belong to another
@@ -251,8 +301,19 @@ class WorkspaceReconciler:
             put(L.COND_WORKSPACE_READY, ok, "workspaceReady" if ok else "workspacePending", summary_message)
             state = "Ready" if ok else ("Pending" if not resource_ok else "NotReady")
         else:
-            put(L.COND_JOB_STARTED, False, "WorkspaceTuningJobStatusPending", observed.inference_message)
-            state = "Pending"
+            job = observed.job or job_outcome(None)
+            started = job.state in ("Running", "Succeeded", "Failed")
+            put(
+                L.COND_JOB_STARTED,
+                started,
+                "WorkspaceTuningJobStatusStarted" if started else job.reason,
+                job.message,
+            )
+            ok = job.state == "Succeeded"
+            reason = job.reason if job.state in ("Succeeded", "Failed") else "workspacePending"
+            put(L.COND_WORKSPACE_SUCCEEDED, ok, reason, job.message)
+            put(L.COND_WORKSPACE_READY, ok, reason, job.message)
+            state = job.state
         status.update(
             conditions=conditions,
             state=state,

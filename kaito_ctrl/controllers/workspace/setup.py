@@ -8,7 +8,7 @@ from kaito_ctrl.api import labels as L
 from kaito_ctrl.controllers.workspace.nodes import BYONodes, KarpenterNodes, NodeProvisioner
 from kaito_ctrl.controllers.workspace.reconciler import WorkspaceReconciler
 from kaito_ctrl.kube.machines import KINDS, NodeObjectAPI, NodeObjectKind
-from kaito_ctrl.kube.resources import DEPLOYMENTS, NODES, PODS, SERVICES, STATEFULSETS, WORKSPACES
+from kaito_ctrl.kube.resources import DEPLOYMENTS, JOBS, NODES, PODS, SERVICES, STATEFULSETS, WORKSPACES
 from kaito_ctrl.runtime.controller import Controller
 from kaito_ctrl.runtime.handlers import Request, enqueue_for_object, enqueue_for_owner, enqueue_mapped
 from kaito_ctrl.runtime.manager import Manager
@@ -37,6 +37,7 @@ def setup(manager: Manager, client: Any, settings: Settings) -> Controller:
     statefulsets = inf.informer(STATEFULSETS, ns, label_selector=L.LABEL_WORKSPACE)
     services = inf.informer(SERVICES, ns, label_selector=L.LABEL_WORKSPACE)
     pods = inf.informer(PODS, ns, label_selector=L.LABEL_WORKSPACE)
+    jobs = inf.informer(JOBS, ns, label_selector=L.LABEL_WORKSPACE)
     nodes = inf.informer(NODES)
     provisioner: NodeProvisioner
     if settings.node_provisioner == "byo":
@@ -52,12 +53,13 @@ def setup(manager: Manager, client: Any, settings: Settings) -> Controller:
         deployments=deployments,
         statefulsets=statefulsets,
         pods=pods,
+        jobs=jobs,
         image_registry=settings.image_registry,
         deletion_timeout=settings.deletion_timeout,
     )
     controller = Controller(NAME, reconciler, workers=settings.workspace_workers)
     controller.watch(workspaces, enqueue_for_object())
-    for owned in (deployments, statefulsets, services):
+    for owned in (deployments, statefulsets, services, jobs):
         controller.watch(owned, enqueue_for_owner("kaito.sh", "Workspace"))
     controller.watch(pods, enqueue_mapped(_pod_to_workspace))
     if isinstance(provisioner, KarpenterNodes):

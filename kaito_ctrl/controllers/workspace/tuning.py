@@ -1,0 +1,88 @@
+"""The tuning Job: rendering per the reference shape, and reading its outcome for status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kaito_ctrl.api import labels as L
+from kaito_ctrl.api.catalog import catalog
+from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
+from kaito_ctrl.render import environment, render
+
+PHI3_TARGET_MODULES = "k_proj,q_proj,v_proj,o_proj,gate_proj,down_proj,up_proj"
+
+
+def render_tuning(
+    ws: WorkspaceSpec, *, node_requirements: list[dict[str, Any]], registry: str
+) -> list[dict[str, Any]]:
+    tuning = ws.tuning or {}
+    preset = ws.preset
+    assert preset is not None
+    method = str(tuning.get("method") or "qlora").lower()
+    sku = ws.sku
+    gpus = sku.gpu_count if sku else 1
+    source = tuning.get("input") or {}
+    dest = tuning.get("output") or {}
+    params_configmap = None if tuning.get("config") else f"{ws.name}-{method}-params"
+    env = [{"name": "PYTORCH_CUDA_ALLOC_CONF", "value": "expandable_segments:True"}]
+    if preset.family == "phi-3":
+        env.append({"name": "DEFAULT_TARGET_MODULES", "value": PHI3_TARGET_MODULES})
+    push_secret = dest.get("imagePushSecret")
+    pull = sorted(set(source.get("imagePullSecrets") or []) | ({push_secret} if push_secret else set()))
+    selector = {L.LABEL_WORKSPACE: ws.name}
+    values = {
+        "name": ws.name,
+        "namespace": ws.namespace,
+        "labels": {**selector, "app.kubernetes.io/managed-by": "kaito-ctrl"},
+        "selector": selector,
+        "owner": ws.owner_reference,
+        "revision": ws.revision,
+        "node_requirements": node_requirements,
+        "pull_secrets": [{"name": s} for s in pull],
+        "weights_image": f"{registry}/kaito-{preset.name}:{preset.image_tag}" if preset.seed_era else None,
+        "data_urls": source.get("urls") or [],
+        "data_image": source.get("image"),
+        "data_volume": source.get("volumeSource"),
+        "results_volume": dest.get("volumeSource"),
+        "push_image": dest.get("image"),
+        "push_secret": push_secret,
+        "preset": preset.name,
+        "image": f"{registry}/{catalog().base_image[0]}:{catalog().base_image[1]}",
+        "command": (
+            "cd /workspace/tfs/ && python3 metrics_server.py & "
+            f"accelerate launch --num_processes={gpus} /workspace/tfs/fine_tuning.py"
+        ),
+        "env": env,
+        "gpus": str(gpus),
+        "config_name": tuning.get("config") or params_configmap,
+        "params_configmap": params_configmap,
+        "training_config": environment().get_template("training-config.yaml.j2").render(method=method),
+    }
+    return render("tuning-job.yaml.j2", **values)
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    state: str  # Pending, Running, Succeeded, Failed
+    reason: str
+    message: str
+
+
+def job_outcome(job: dict[str, Any] | None) -> JobOutcome:
+    if job is None:
+        return JobOutcome("Pending", "WorkspaceTuningJobStatusPending", "the tuning job is being created")
+    status = job.get("status") or {}
+    for c in status.get("conditions") or []:
+        if c.get("status") != "True":
+            continue
+        if c.get("type") in ("Complete", "SuccessCriteriaMet"):
+            return JobOutcome("Succeeded", "workspaceSucceeded", "the tuning job completed")
+        if c.get("type") in ("Failed", "FailureTarget"):
+            detail = f"{c.get('reason', '')}: {c.get('message', '')}".strip(": ")
+            return JobOutcome(
+                "Failed", "workspaceFailed", f"tuning job failed: {detail or 'see the job pods'}"
+            )
+    if status.get("active") or status.get("ready"):
+        return JobOutcome("Running", "WorkspaceTuningJobStatusStarted", "the tuning job is running")
+    return JobOutcome("Pending", "WorkspaceTuningJobStatusPending", "the tuning job is waiting for its pod")
