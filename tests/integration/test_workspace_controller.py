@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,13 +15,16 @@ import yaml
 from kaito_ctrl.controllers.workspace.setup import setup
 from kaito_ctrl.kube import conditions as cond
 from kaito_ctrl.kube.client import KubeClient
-from kaito_ctrl.kube.errors import NotFound
+from kaito_ctrl.kube.errors import NotFound, TooManyRequests
 from kaito_ctrl.kube.resources import (
     CONFIGMAPS,
     DEPLOYMENTS,
+    EVENTS,
     JOBS,
+    MACHINES,
     NODECLAIMS,
     SERVICES,
+    STATEFULSETS,
     WORKSPACES,
     WORKSPACES_V1ALPHA1,
 )
@@ -38,7 +42,7 @@ async def _eventually(fn: Any, timeout: float, what: str) -> Any:
     while time.monotonic() < deadline:
         try:
             last = await fn()
-        except NotFound:
+        except (NotFound, TooManyRequests):  # TooManyRequests: a fresh CRD's storage is still initializing
             last = None
         if last:
             return last
@@ -55,8 +59,12 @@ async def kube(control_plane: ControlPlane) -> AsyncIterator[KubeClient]:
     await client.close()
 
 
-async def _run_controller(kube: KubeClient, namespace: str, mode: str) -> tuple[Manager, asyncio.Task[bool]]:
-    settings = Settings(watch_namespace=namespace, node_provisioner=mode, leader_elect=False, webhook=False)  # type: ignore[arg-type]
+async def _run_controller(
+    kube: KubeClient, namespace: str, mode: str, **kw: Any
+) -> tuple[Manager, asyncio.Task[bool]]:
+    settings = Settings(
+        watch_namespace=namespace, node_provisioner=mode, leader_elect=False, webhook=False, **kw
+    )  # type: ignore[arg-type]
     manager = Manager(kube, sync_timeout=30)
     setup(manager, kube, settings)
     task = asyncio.create_task(manager.run())
@@ -137,27 +145,33 @@ async def test_phi3_byo_reaches_ready_with_seed_service_and_columns(
         await task
 
 
-async def test_nodeclaim_mode_creates_claim_and_names_quota_error(
-    control_plane: ControlPlane, kube: KubeClient, namespace: str
+@pytest.mark.parametrize("mode", ["nodeclaim", "machine"])
+async def test_node_object_mode_creates_claim_and_names_quota_error(
+    control_plane: ControlPlane, kube: KubeClient, namespace: str, mode: str
 ) -> None:
     ws = yaml.safe_load((REPO / "examples/kaito_workspace_phi_3.yaml").read_text())
     ws["metadata"]["name"] = "nc-phi"
-    manager, task = await _run_controller(kube, namespace, "nodeclaim")
+    res = NODECLAIMS if mode == "nodeclaim" else MACHINES
+    prefix = "" if mode == "nodeclaim" else "Machine"
+    manager, task = await _run_controller(kube, namespace, mode)
     try:
         await kube.create(WORKSPACES_V1ALPHA1, ws, namespace)
 
         async def claim() -> dict[str, Any] | None:
             claims = await kube.list_all(
-                NODECLAIMS,
+                res,
                 label_selector=f"kaito.sh/workspace=nc-phi,kaito.sh/workspacenamespace={namespace}",
             )
             return claims[0] if claims else None
 
         nc = await _eventually(claim, 30, "a NodeClaim")
-        assert (
-            nc["metadata"]["labels"]["apps"] == "phi-3"
-            and nc["metadata"]["labels"]["karpenter.sh/nodepool"] == "kaito"
-        )
+        assert nc["metadata"]["labels"]["apps"] == "phi-3"
+        if mode == "nodeclaim":
+            assert nc["metadata"]["labels"]["karpenter.sh/nodepool"] == "kaito"
+            assert nc["spec"]["nodeClassRef"] == {"group": "kaito.sh", "kind": "KaitoNodeClass", "name": "default"}
+        else:
+            assert nc["metadata"]["labels"]["karpenter.sh/provisioner-name"] == "default"
+            assert nc["spec"]["machineTemplateRef"] == {"name": nc["metadata"]["name"]}
         assert nc["spec"]["taints"] == [{"key": "sku", "value": "gpu", "effect": "NoSchedule"}]
         assert nc["spec"]["resources"]["requests"]["storage"] == "88Gi"
         assert {
@@ -168,10 +182,10 @@ async def test_nodeclaim_mode_creates_claim_and_names_quota_error(
         # The provisioner reports a quota failure: the Workspace says so, with Azure's words.
         quota = "Operation could not be completed as it results in exceeding approved standardNCSv3Family Cores quota"
         status = {"conditions": [
-            {"type": "Launched", "status": "False", "reason": "QuotaExceeded", "message": quota, "lastTransitionTime": "2026-01-01T00:00:00Z"},
+            {"type": f"{prefix}Launched", "status": "False", "reason": "QuotaExceeded", "message": quota, "lastTransitionTime": "2026-01-01T00:00:00Z"},
             {"type": "Ready", "status": "False", "reason": "UnhealthyDependents", "message": "Launched=False", "lastTransitionTime": "2026-01-01T00:00:00Z"},
         ]}  # fmt: skip
-        await kube.merge_patch(NODECLAIMS, nc["metadata"]["name"], {"status": status}, subresource="status")
+        await kube.merge_patch(res, nc["metadata"]["name"], {"status": status}, subresource="status")
 
         async def names_quota() -> dict[str, Any] | None:
             obj = await kube.get(WORKSPACES, "nc-phi", namespace)
@@ -183,7 +197,8 @@ async def test_nodeclaim_mode_creates_claim_and_names_quota_error(
             )
 
         obj = await _eventually(names_quota, 30, "ResourceReady False with the quota message")
-        assert _cond(obj, "NodeClaimReady") == "False" and _cond(obj, "InferenceReady") != "True"
+        assert _cond(obj, "NodeClaimReady" if mode == "nodeclaim" else "MachineReady") == "False"
+        assert _cond(obj, "InferenceReady") != "True"
         # Ready claim + matching node: the workload follows.
         node_name = f"aks-{nc['metadata']['name']}-vmss000000"
         control_plane.add_gpu_node(
@@ -198,9 +213,9 @@ async def test_nodeclaim_mode_creates_claim_and_names_quota_error(
         )
         ready = {"nodeName": node_name, "conditions": [
             {"type": t, "status": "True", "reason": t, "message": "", "lastTransitionTime": "2026-01-01T00:00:01Z"}
-            for t in ("Launched", "Registered", "Initialized", "Ready")
+            for t in (f"{prefix}Launched", f"{prefix}Registered", f"{prefix}Initialized", "Ready")
         ]}  # fmt: skip
-        await kube.merge_patch(NODECLAIMS, nc["metadata"]["name"], {"status": ready}, subresource="status")
+        await kube.merge_patch(res, nc["metadata"]["name"], {"status": ready}, subresource="status")
 
         async def deployed() -> bool:
             obj = await kube.get(WORKSPACES, "nc-phi", namespace)
@@ -275,3 +290,100 @@ async def test_tuning_example_runs_a_job_to_success(
     finally:
         manager.stop()
         await task
+
+
+async def test_multi_node_preset_gets_a_statefulset_with_one_replica_per_node(
+    control_plane: ControlPlane, kube: KubeClient, namespace: str
+) -> None:
+    label = f"llama-{namespace}"
+    for i in range(3):
+        control_plane.add_gpu_node(GpuNodeSpec(
+            f"a100-{i}-{namespace}", instance_type="Standard_NC24ads_A100_v4", gpus=1,
+            gpu_product="NVIDIA-A100-PCIE-80GB", gpu_memory_mib=81920, extra_labels={"apps": label},
+        ))  # fmt: skip
+    ws = yaml.safe_load((REPO / "examples/kaito_workspace_multinode.yaml").read_text())
+    ws["resource"]["labelSelector"]["matchLabels"]["apps"] = label
+    manager, task = await _run_controller(kube, namespace, "byo")
+    try:
+        await kube.create(WORKSPACES, ws, namespace)
+        name = ws["metadata"]["name"]
+
+        async def ready() -> dict[str, Any] | None:
+            obj = await kube.get(WORKSPACES, name, namespace)
+            return obj if _cond(obj, "InferenceReady") == "True" else None
+
+        obj = await _eventually(ready, 120, "three pods ready")
+        assert obj["status"]["targetNodeCount"] == 3
+        assert len(obj["status"]["workerNodes"]) == 3
+        sts = await kube.get(STATEFULSETS, name, namespace)
+        assert sts["spec"]["replicas"] == 3 and sts["spec"]["serviceName"] == f"{name}-headless"
+        headless = await kube.get(SERVICES, f"{name}-headless", namespace)
+        assert headless["spec"]["clusterIP"] == "None"
+    finally:
+        manager.stop()
+        await task
+
+
+async def test_unschedulable_pods_are_named_and_never_reported_ready(
+    control_plane: ControlPlane, kube: KubeClient, namespace: str
+) -> None:
+    # The node claims the SKU but offers one GPU; the workload asks for the SKU's two.
+    label = f"small-{namespace}"
+    control_plane.add_gpu_node(GpuNodeSpec(f"small-{namespace}", gpus=1, extra_labels={"apps": label}))
+    ws = yaml.safe_load((REPO / "examples/kaito_workspace_phi_3.yaml").read_text())
+    ws["resource"]["labelSelector"]["matchLabels"]["apps"] = label
+    manager, task = await _run_controller(kube, namespace, "byo")
+    try:
+        await kube.create(WORKSPACES_V1ALPHA1, ws, namespace)
+
+        async def unschedulable() -> dict[str, Any] | None:
+            obj = await kube.get(WORKSPACES, ws["metadata"]["name"], namespace)
+            c = cond.get_condition(obj, "InferenceReady")
+            return obj if c and c["status"] == "False" and c["reason"] == "Unschedulable" else None
+
+        obj = await _eventually(unschedulable, 60, "InferenceReady False, reason Unschedulable")
+        assert "nvidia.com/gpu" in cond.get_condition(obj, "InferenceReady")["message"]  # type: ignore[index]
+        assert _cond(obj, "ResourceReady") == "True" and _cond(obj, "WorkspaceReady") == "False"
+    finally:
+        manager.stop()
+        await task
+
+
+async def test_deletion_is_bounded_when_a_node_object_never_goes_away(
+    control_plane: ControlPlane, kube: KubeClient, namespace: str
+) -> None:
+    ws = yaml.safe_load((REPO / "examples/kaito_workspace_phi_3.yaml").read_text())
+    ws["metadata"]["name"] = "stuck"
+    manager, task = await _run_controller(kube, namespace, "nodeclaim", deletion_timeout=3.0)
+    try:
+        await kube.create(WORKSPACES_V1ALPHA1, ws, namespace)
+        selector = f"kaito.sh/workspace=stuck,kaito.sh/workspacenamespace={namespace}"
+
+        async def claim() -> dict[str, Any] | None:
+            claims = await kube.list_all(NODECLAIMS, label_selector=selector)
+            return claims[0] if claims else None
+
+        nc = await _eventually(claim, 30, "a NodeClaim")
+        # A finalizer nobody will remove (a provisioner that is down, a cloud that does not answer).
+        await kube.merge_patch(
+            NODECLAIMS, nc["metadata"]["name"], {"metadata": {"finalizers": ["test/never"]}}
+        )
+        await kube.delete(WORKSPACES, "stuck", namespace)
+
+        async def gone() -> bool:
+            try:
+                await kube.get(WORKSPACES, "stuck", namespace)
+                return False
+            except NotFound:
+                return True
+
+        await _eventually(gone, 30, "the workspace released after the deletion bound")
+        events = await kube.list_all(EVENTS, namespace, field_selector="involvedObject.name=stuck")
+        assert any(e["reason"] == "NodeDeletionTimedOut" for e in events)
+        assert (await claim())["metadata"].get("deletionTimestamp"), "the claim was asked to go"  # type: ignore[index]
+    finally:
+        manager.stop()
+        await task
+        with contextlib.suppress(Exception):
+            if nc:
+                await kube.merge_patch(NODECLAIMS, nc["metadata"]["name"], {"metadata": {"finalizers": None}})
