@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import generate_latest
 
 from kaito_ctrl.controllers.workspace.setup import setup
 from kaito_ctrl.kube import conditions as cond
@@ -28,6 +29,7 @@ from kaito_ctrl.kube.resources import (
     WORKSPACES,
     WORKSPACES_V1ALPHA1,
 )
+from kaito_ctrl.metrics import REGISTRY
 from kaito_ctrl.runtime.manager import Manager
 from kaito_ctrl.settings import Settings
 from kaito_ctrl.testing.controlplane import ControlPlane
@@ -168,7 +170,11 @@ async def test_node_object_mode_creates_claim_and_names_quota_error(
         assert nc["metadata"]["labels"]["apps"] == "phi-3"
         if mode == "nodeclaim":
             assert nc["metadata"]["labels"]["karpenter.sh/nodepool"] == "kaito"
-            assert nc["spec"]["nodeClassRef"] == {"group": "kaito.sh", "kind": "KaitoNodeClass", "name": "default"}
+            assert nc["spec"]["nodeClassRef"] == {
+                "group": "kaito.sh",
+                "kind": "KaitoNodeClass",
+                "name": "default",
+            }
         else:
             assert nc["metadata"]["labels"]["karpenter.sh/provisioner-name"] == "default"
             assert nc["spec"]["machineTemplateRef"] == {"name": nc["metadata"]["name"]}
@@ -387,3 +393,66 @@ async def test_deletion_is_bounded_when_a_node_object_never_goes_away(
         with contextlib.suppress(Exception):
             if nc:
                 await kube.merge_patch(NODECLAIMS, nc["metadata"]["name"], {"metadata": {"finalizers": None}})
+
+
+async def test_adapters_roll_pods_and_templates_follow_edits(
+    control_plane: ControlPlane, kube: KubeClient, namespace: str
+) -> None:
+    label = f"adapt-{namespace}"
+    control_plane.add_gpu_node(GpuNodeSpec(f"adapt-{namespace}", extra_labels={"apps": label}))
+    ws = yaml.safe_load((REPO / "examples/kaito_workspace_phi_3_with_adapters.yaml").read_text())
+    ws["resource"]["labelSelector"]["matchLabels"]["apps"] = label
+    name = ws["metadata"]["name"]
+    template_ws = {
+        "apiVersion": "kaito.sh/v1beta1", "kind": "Workspace", "metadata": {"name": "custom"},
+        "resource": {"labelSelector": {"matchLabels": {"apps": label}}},
+        "inference": {"template": {"spec": {"containers": [{"name": "server", "image": "registry.invalid/custom:1"}]}}},
+    }  # fmt: skip
+    manager, task = await _run_controller(kube, namespace, "byo")
+    try:
+        await kube.create(WORKSPACES_V1ALPHA1, ws, namespace)
+        await kube.create(WORKSPACES, template_ws, namespace)
+
+        async def deployment() -> dict[str, Any]:
+            return await kube.get(DEPLOYMENTS, name, namespace)
+
+        dep = await _eventually(deployment, 60, "the adapters Deployment")
+        pod = dep["spec"]["template"]["spec"]
+        assert [c["name"] for c in pod["initContainers"]] == ["adapter-phi-3-adapter"]
+        assert "phi-3-adapter=/mnt/adapter/phi-3-adapter:1.0" in pod["containers"][0]["command"][2]
+        rev0 = dep["spec"]["template"]["metadata"]["annotations"]["workspace.kaito.io/revision"]
+        live = await kube.get(WORKSPACES, name, namespace)
+        live["inference"]["adapters"].append(
+            {"source": {"name": "second", "image": "registry.invalid/second:1"}, "strength": "0.5"}
+        )
+        await kube.replace(WORKSPACES, live)
+
+        async def rolled() -> bool:
+            d = await deployment()
+            inits = [c["name"] for c in d["spec"]["template"]["spec"].get("initContainers", [])]
+            return (
+                inits == ["adapter-phi-3-adapter", "adapter-second"]
+                and d["spec"]["template"]["metadata"]["annotations"]["workspace.kaito.io/revision"] != rev0
+            )
+
+        await _eventually(rolled, 60, "a new pod template with the second adapter")
+
+        async def custom() -> dict[str, Any]:
+            return await kube.get(DEPLOYMENTS, "custom", namespace)
+
+        await _eventually(custom, 60, "the template Deployment")
+        live = await kube.get(WORKSPACES, "custom", namespace)
+        live["inference"]["template"]["spec"]["containers"][0]["image"] = "registry.invalid/custom:2"
+        await kube.replace(WORKSPACES, live)
+
+        async def followed() -> bool:
+            d = await custom()
+            return d["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.invalid/custom:2"
+
+        await _eventually(followed, 60, "the template edit reaching the Deployment")
+        metrics_text = generate_latest(REGISTRY).decode()
+        assert 'kaito_workspace_count{mode="byo",phase=' in metrics_text
+        assert "kaito_workspace_time_to_ready_seconds_bucket" in metrics_text
+    finally:
+        manager.stop()
+        await task

@@ -203,6 +203,10 @@ class KarpenterNodes:
         return result
 
     async def delete_all(self, ws: WorkspaceSpec) -> int:
+        res = self.api.resource
+        installed = getattr(self.api.client, "crd_installed", None)
+        if installed is not None and not await installed(res.group, res.version, res.plural):
+            return 0  # the kind is not served: there is nothing to delete or wait for
         remaining = 0
         for claim in self.owned(ws):
             remaining += 1

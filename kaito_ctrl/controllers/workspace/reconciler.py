@@ -17,10 +17,11 @@ import structlog
 from kaito_ctrl.api import labels as L
 from kaito_ctrl.api.estimator import EstimateError, estimate_nodes
 from kaito_ctrl.controllers.workspace import rootcause
+from kaito_ctrl.controllers.workspace.metrics import TIME_TO_READY
 from kaito_ctrl.controllers.workspace.nodes import NodeProvisioner, NodesResult
 from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
 from kaito_ctrl.controllers.workspace.tuning import JobOutcome, job_outcome, render_tuning
-from kaito_ctrl.controllers.workspace.workload import render_inference
+from kaito_ctrl.controllers.workspace.workload import render_inference, render_template_workload
 from kaito_ctrl.kube import conditions as cond
 from kaito_ctrl.kube.errors import Conflict, Invalid, NotFound
 from kaito_ctrl.kube.informer import SharedInformer
@@ -38,6 +39,12 @@ from kaito_ctrl.runtime.handlers import Request
 
 log = structlog.get_logger(__name__)
 
+PHASE_OF_CONDITION = {
+    L.COND_RESOURCE_READY: "nodes",
+    L.COND_INFERENCE_READY: "workload",
+    L.COND_JOB_STARTED: "workload",
+    L.COND_WORKSPACE_SUCCEEDED: "ready",
+}
 NODES_REQUEUE = 2.0
 WORKLOAD_REQUEUE = 5.0
 KINDS = {
@@ -141,14 +148,14 @@ class WorkspaceReconciler:
             return count
 
     async def apply_workload(self, ws: WorkspaceSpec, nodes: int) -> None:
+        requirements = self.provisioner.node_requirements(ws)
         if ws.preset is None:
-            return  # custom templates: not in this build yet
-        objects = render_inference(
-            ws,
-            nodes=nodes,
-            node_requirements=self.provisioner.node_requirements(ws),
-            registry=self.image_registry,
-        )
+            objects = render_template_workload(ws, node_requirements=requirements)
+            nodes = 1
+        else:
+            objects = render_inference(
+                ws, nodes=nodes, node_requirements=requirements, registry=self.image_registry
+            )
         for obj in objects:
             if obj["kind"] == "Service":
                 await self.apply_service(obj)
@@ -329,8 +336,16 @@ class WorkspaceReconciler:
             )
         except NotFound:
             return
+        created = (
+            _parse_time(str(ws.obj["metadata"].get("creationTimestamp") or ""))
+            if ws.obj["metadata"].get("creationTimestamp")
+            else now
+        )
         for type_, st, reason, message in changed:
             await self.event(ws, "Normal" if st == "True" else "Warning", reason, f"{type_}={st}: {message}")
+            phase = PHASE_OF_CONDITION.get(type_)
+            if phase and st == "True":
+                TIME_TO_READY.labels(phase).observe(max(0.0, now - created))
 
     async def event(self, ws: WorkspaceSpec, kind: str, reason: str, message: str) -> None:
         ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kaito_ctrl.api import labels as L
+from kaito_ctrl.controllers.workspace.metrics import WORKSPACE_COUNT
 from kaito_ctrl.controllers.workspace.nodes import BYONodes, KarpenterNodes, NodeProvisioner
 from kaito_ctrl.controllers.workspace.reconciler import WorkspaceReconciler
 from kaito_ctrl.kube.machines import KINDS, NodeObjectAPI, NodeObjectKind
@@ -72,4 +73,20 @@ def setup(manager: Manager, client: Any, settings: Settings) -> Controller:
 
         controller.watch(nodes, enqueue_mapped(all_workspaces))
     manager.add_controller(controller)
+    mode = settings.node_provisioner
+
+    def count_by_state() -> None:
+        counts: dict[str, int] = {}
+        for w in workspaces.store.list():
+            state = str((w.get("status") or {}).get("state") or "Pending")
+            counts[state] = counts.get(state, 0) + 1
+        for phase in ("Pending", "Ready", "NotReady", "Running", "Succeeded", "Failed"):
+            WORKSPACE_COUNT.labels(phase, mode).set(counts.get(phase, 0))
+
+    # Recomputed from the cache on every workspace event: cheap, and always what the cache says.
+    workspaces.add_event_handler(
+        on_add=lambda _o: count_by_state(),
+        on_update=lambda _o, _n: count_by_state(),
+        on_delete=lambda _o: count_by_state(),
+    )
     return controller

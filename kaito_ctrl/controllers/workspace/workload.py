@@ -3,6 +3,7 @@ repaired on the next reconcile)."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from kaito_ctrl.api import labels as L
@@ -100,3 +101,43 @@ def render_inference(
         owner=ws.owner_reference, service_type=service_type, headless=multi,
     )  # fmt: skip
     return services + render("inference-workload.yaml.j2", **values)
+
+
+def render_template_workload(
+    ws: WorkspaceSpec, *, node_requirements: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """A Deployment running the user's pod template, kept in sync with it (Kaito never updates these)."""
+    selector = {L.LABEL_WORKSPACE: ws.name}
+    template = copy.deepcopy((ws.inference or {}).get("template") or {})
+    meta = template.setdefault("metadata", {})
+    meta["labels"] = {**(meta.get("labels") or {}), **selector}
+    meta["annotations"] = {**(meta.get("annotations") or {}), L.ANNOTATION_REVISION: ws.revision}
+    spec = template.setdefault("spec", {})
+    if node_requirements and "affinity" not in spec:
+        spec["affinity"] = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": node_requirements}]
+                }
+            }
+        }
+    labels = {**selector, "app.kubernetes.io/managed-by": "kaito-ctrl"}
+    service_type = "LoadBalancer" if ws.annotations.get(L.ANNOTATION_ENABLE_LB) == "True" else "ClusterIP"
+    services = render(
+        "inference-service.yaml.j2",
+        name=ws.name, namespace=ws.namespace, labels=labels, selector=selector,
+        owner=ws.owner_reference, service_type=service_type, headless=False,
+    )  # fmt: skip
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": ws.name,
+            "namespace": ws.namespace,
+            "labels": labels,
+            "annotations": {L.ANNOTATION_REVISION: ws.revision},
+            "ownerReferences": [ws.owner_reference],
+        },
+        "spec": {"replicas": 1, "selector": {"matchLabels": selector}, "template": template},
+    }
+    return [*services, deployment]
