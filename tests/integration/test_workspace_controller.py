@@ -24,6 +24,7 @@ from kaito_ctrl.kube.resources import (
     JOBS,
     MACHINES,
     NODECLAIMS,
+    PODS,
     SERVICES,
     STATEFULSETS,
     WORKSPACES,
@@ -453,6 +454,81 @@ async def test_adapters_roll_pods_and_templates_follow_edits(
         metrics_text = generate_latest(REGISTRY).decode()
         assert 'kaito_workspace_count{mode="byo",phase=' in metrics_text
         assert "kaito_workspace_time_to_ready_seconds_bucket" in metrics_text
+    finally:
+        manager.stop()
+        await task
+
+
+POD_FAILURES = {
+    "ContainerCrashLoopBackOff": {
+        "state": {
+            "waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s restarting failed container"}
+        },
+        "restartCount": 7,
+    },
+    "ImagePullError": {
+        "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}},
+        "restartCount": 0,
+    },
+    "ContainerOOMKilled": {
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}},
+        "restartCount": 2,
+    },
+}
+
+
+@pytest.mark.parametrize("reason", sorted(POD_FAILURES))
+async def test_failing_pods_turn_inference_ready_false_with_their_reason(
+    control_plane: ControlPlane, kube: KubeClient, namespace: str, reason: str
+) -> None:
+    label = f"fail-{namespace}"
+    control_plane.add_gpu_node(GpuNodeSpec(f"fail-{namespace}", extra_labels={"apps": label}))
+    ws = yaml.safe_load((REPO / "examples/kaito_workspace_phi_3.yaml").read_text())
+    ws["resource"]["labelSelector"]["matchLabels"]["apps"] = label
+    name = ws["metadata"]["name"]
+    manager, task = await _run_controller(kube, namespace, "byo")
+    try:
+        await kube.create(WORKSPACES_V1ALPHA1, ws, namespace)
+
+        async def inference(status: str) -> dict[str, Any] | None:
+            obj = await kube.get(WORKSPACES, name, namespace)
+            return obj if _cond(obj, "InferenceReady") == status else None
+
+        await _eventually(lambda: inference("True"), 90, "ready first")
+        pods = await kube.list_all(PODS, namespace, label_selector=f"kaito.sh/workspace={name}")
+        pod = pods[0]
+        # The container starts failing (kwok leaves Running pods alone, as a kubelet would report this).
+        failing = {"name": name, "ready": False, "image": "x", "imageID": "", **POD_FAILURES[reason]}
+        status = {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "ContainersNotReady",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                },
+                {
+                    "type": "ContainersReady",
+                    "status": "False",
+                    "reason": "ContainersNotReady",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                },
+            ],
+            "containerStatuses": [failing],
+        }
+        await kube.merge_patch(
+            PODS, pod["metadata"]["name"], {"status": status}, namespace, subresource="status"
+        )
+
+        async def failed() -> dict[str, Any] | None:
+            obj = await inference("False")
+            c = cond.get_condition(obj, "InferenceReady") if obj else None
+            return obj if c and c["reason"] == reason else None
+
+        obj = await _eventually(failed, 60, f"InferenceReady False with reason {reason}")
+        assert pod["metadata"]["name"] in cond.get_condition(obj, "InferenceReady")["message"]  # type: ignore[index]
+        assert _cond(obj, "WorkspaceReady") == "False" and obj["status"]["state"] == "NotReady"
     finally:
         manager.stop()
         await task
