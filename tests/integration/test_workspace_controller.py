@@ -294,6 +294,19 @@ async def test_tuning_example_runs_a_job_to_success(
 
         obj = await _eventually(succeeded, 120, "WorkspaceSucceeded True after the Job completes")
         assert obj["status"]["state"] == "Succeeded"
+        # A changed spec replaces the Job (its pod template is immutable).
+        old_uid = created["metadata"]["uid"]
+        live = await kube.get(WORKSPACES, name, namespace)
+        live["tuning"]["output"]["image"] = "myregistry.azurecr.io/tuned-phi-3:0.0.2"
+        await kube.replace(WORKSPACES, live)
+
+        async def replaced() -> dict[str, Any] | None:
+            j = await job()
+            return j if j["metadata"]["uid"] != old_uid else None
+
+        new = await _eventually(replaced, 90, "a new Job for the new revision")
+        pusher = new["spec"]["template"]["spec"]["containers"][1]["command"][2]
+        assert "tuned-phi-3:0.0.2" in pusher
     finally:
         manager.stop()
         await task

@@ -145,3 +145,61 @@ def test_node_object_names_fit_aks_pool_limits_and_are_stable() -> None:
     a, b = node_object_name(ws, 0), node_object_name(ws, 1)
     assert a == node_object_name(ws, 0) and a != b
     assert len(a) == 11 and a.startswith("ws") and a.isalnum() and a.islower()
+
+
+def test_job_outcomes() -> None:
+    from kaito_ctrl.controllers.workspace.tuning import job_outcome
+
+    assert job_outcome(None).state == "Pending"
+    assert job_outcome({"status": {"active": 1}}).state == "Running"
+    done = job_outcome({"status": {"conditions": [{"type": "Complete", "status": "True"}]}})
+    assert (done.state, done.reason) == ("Succeeded", "workspaceSucceeded")
+    failed = job_outcome(
+        {
+            "status": {
+                "conditions": [
+                    {
+                        "type": "Failed",
+                        "status": "True",
+                        "reason": "BackoffLimitExceeded",
+                        "message": "Job has reached the specified backoff limit",
+                    }
+                ]
+            }
+        }
+    )
+    assert (failed.state, failed.reason) == ("Failed", "workspaceFailed")
+    assert "BackoffLimitExceeded" in failed.message and "backoff limit" in failed.message
+
+
+async def test_node_object_deletion_skips_a_kind_whose_crd_is_absent() -> None:
+    from kaito_ctrl.controllers.workspace.nodes import KarpenterNodes
+    from kaito_ctrl.kube.machines import NodeObjectAPI
+
+    class NoKarpenter:
+        deleted: list[str] = []
+
+        async def crd_installed(self, group: str, version: str, plural: str) -> bool:
+            return False
+
+        async def delete(self, *a: Any, **kw: Any) -> None:
+            self.deleted.append(a[1])
+
+    class Cache:
+        class store:
+            @staticmethod
+            def list() -> list[dict[str, Any]]:
+                return [
+                    {
+                        "metadata": {
+                            "name": "ws1",
+                            "labels": {"kaito.sh/workspace": "w", "kaito.sh/workspacenamespace": "ns"},
+                        }
+                    }
+                ]
+
+    client = NoKarpenter()
+    nodes = KarpenterNodes(NodeObjectAPI(client, "nodeclaim"), Cache(), Cache())  # type: ignore[arg-type]
+    ws = WorkspaceSpec({"metadata": {"name": "w", "namespace": "ns", "uid": "u"}})
+    assert await nodes.delete_all(ws) == 0
+    assert client.deleted == []
