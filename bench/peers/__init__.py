@@ -1,1 +1,0 @@
-"""Peer operators measured beside kaito-ctrl in the same run."""
