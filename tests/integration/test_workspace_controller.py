@@ -545,3 +545,57 @@ async def test_failing_pods_turn_inference_ready_false_with_their_reason(
     finally:
         manager.stop()
         await task
+
+
+async def test_tuning_job_failure_is_named_on_the_workspace(
+    control_plane: ControlPlane, kube: KubeClient, namespace: str
+) -> None:
+    # One GPU where the Job asks for two: its pod stays Pending, so the test, not kwok, decides the outcome.
+    label = f"tunefail-{namespace}"
+    control_plane.add_gpu_node(GpuNodeSpec(f"tunefail-{namespace}", gpus=1, extra_labels={"app": label}))
+    ws = yaml.safe_load((REPO / "examples/kaito_workspace_tuning_phi_3.yaml").read_text())
+    ws["resource"]["labelSelector"]["matchLabels"]["app"] = label
+    name = ws["metadata"]["name"]
+    manager, task = await _run_controller(kube, namespace, "byo")
+    try:
+        await kube.create(WORKSPACES_V1ALPHA1, ws, namespace)
+
+        async def job() -> dict[str, Any]:
+            return await kube.get(JOBS, name, namespace)
+
+        created = await _eventually(job, 60, "the tuning Job")
+        now = "2026-11-24T00:00:00Z"
+        failed = {
+            "startTime": created["status"].get("startTime") or now,
+            "conditions": [
+                {
+                    "type": "FailureTarget",
+                    "status": "True",
+                    "reason": "BackoffLimitExceeded",
+                    "message": "Job has reached the specified backoff limit",
+                    "lastProbeTime": now,
+                    "lastTransitionTime": now,
+                },
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "BackoffLimitExceeded",
+                    "message": "Job has reached the specified backoff limit",
+                    "lastProbeTime": now,
+                    "lastTransitionTime": now,
+                },
+            ],
+        }
+        await kube.merge_patch(JOBS, name, {"status": failed}, namespace, subresource="status")
+
+        async def named() -> dict[str, Any] | None:
+            obj = await kube.get(WORKSPACES, name, namespace)
+            c = cond.get_condition(obj, "WorkspaceSucceeded")
+            return obj if c and c["status"] == "False" and c["reason"] == "workspaceFailed" else None
+
+        obj = await _eventually(named, 60, "WorkspaceSucceeded False, workspaceFailed")
+        assert "BackoffLimitExceeded" in cond.get_condition(obj, "WorkspaceSucceeded")["message"]  # type: ignore[index]
+        assert obj["status"]["state"] == "Failed"
+    finally:
+        manager.stop()
+        await task
