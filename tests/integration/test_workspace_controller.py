@@ -16,7 +16,7 @@ from prometheus_client import generate_latest
 from kaito_ctrl.controllers.workspace.setup import setup
 from kaito_ctrl.kube import conditions as cond
 from kaito_ctrl.kube.client import KubeClient
-from kaito_ctrl.kube.errors import NotFound, TooManyRequests
+from kaito_ctrl.kube.errors import Conflict, NotFound, TooManyRequests
 from kaito_ctrl.kube.resources import (
     CONFIGMAPS,
     DEPLOYMENTS,
@@ -74,6 +74,40 @@ async def _run_controller(
     return manager, task
 
 
+@contextlib.asynccontextmanager
+async def _controller(kube: KubeClient, namespace: str, mode: str, **kw: Any) -> AsyncIterator[Manager]:
+    manager, task = await _run_controller(kube, namespace, mode, **kw)
+    try:
+        yield manager
+    finally:
+        manager.stop()
+        await task
+
+
+def _byo_example(
+    control_plane: ControlPlane, namespace: str, example: str, prefix: str, *, key: str = "apps", **node: Any
+) -> dict[str, Any]:
+    """An example Workspace whose selector matches one fresh kwok GPU node of its own."""
+    label = f"{prefix}-{namespace}"
+    control_plane.add_gpu_node(GpuNodeSpec(label, extra_labels={key: label}, **node))
+    ws: dict[str, Any] = yaml.safe_load((REPO / "examples" / example).read_text())
+    ws["resource"]["labelSelector"]["matchLabels"][key] = label
+    return ws
+
+
+async def _update_workspace(kube: KubeClient, name: str, namespace: str, change: Any) -> None:
+    """Read-modify-write a Workspace as a user would, retrying when the controller wrote in between."""
+    for _ in range(20):
+        live = await kube.get(WORKSPACES, name, namespace)
+        change(live)
+        try:
+            await kube.replace(WORKSPACES, live)
+            return
+        except Conflict:
+            continue
+    raise AssertionError("could not update the workspace")
+
+
 def _cond(ws: dict[str, Any], type_: str) -> str:
     return cond.condition_status(ws, type_)
 
@@ -85,8 +119,7 @@ async def test_phi3_byo_reaches_ready_with_seed_service_and_columns(
     control_plane.add_gpu_node(GpuNodeSpec(f"byo-{namespace}", extra_labels={"apps": label}))
     ws = yaml.safe_load((REPO / "examples/kaito_workspace_phi_3.yaml").read_text())
     ws["resource"]["labelSelector"]["matchLabels"]["apps"] = label
-    manager, task = await _run_controller(kube, namespace, "byo")
-    try:
+    async with _controller(kube, namespace, "byo"):
         await kube.create(WORKSPACES_V1ALPHA1, ws, namespace)
         name = ws["metadata"]["name"]
 
@@ -143,9 +176,6 @@ async def test_phi3_byo_reaches_ready_with_seed_service_and_columns(
             return False
 
         await _eventually(gone, 60, "workspace deleted")
-    finally:
-        manager.stop()
-        await task
 
 
 @pytest.mark.parametrize("mode", ["nodeclaim", "machine"])
@@ -261,13 +291,9 @@ async def test_node_object_mode_creates_claim_and_names_quota_error(
 async def test_tuning_example_runs_a_job_to_success(
     control_plane: ControlPlane, kube: KubeClient, namespace: str
 ) -> None:
-    label = f"tune-{namespace}"
-    control_plane.add_gpu_node(GpuNodeSpec(f"tune-{namespace}", extra_labels={"app": label}))
-    ws = yaml.safe_load((REPO / "examples/kaito_workspace_tuning_phi_3.yaml").read_text())
-    ws["resource"]["labelSelector"]["matchLabels"]["app"] = label
+    ws = _byo_example(control_plane, namespace, "kaito_workspace_tuning_phi_3.yaml", "tune", key="app")
     name = ws["metadata"]["name"]
-    manager, task = await _run_controller(kube, namespace, "byo")
-    try:
+    async with _controller(kube, namespace, "byo"):
         await kube.create(WORKSPACES_V1ALPHA1, ws, namespace)
 
         async def job() -> dict[str, Any]:
@@ -296,9 +322,12 @@ async def test_tuning_example_runs_a_job_to_success(
         assert obj["status"]["state"] == "Succeeded"
         # A changed spec replaces the Job (its pod template is immutable).
         old_uid = created["metadata"]["uid"]
-        live = await kube.get(WORKSPACES, name, namespace)
-        live["tuning"]["output"]["image"] = "myregistry.azurecr.io/tuned-phi-3:0.0.2"
-        await kube.replace(WORKSPACES, live)
+        await _update_workspace(
+            kube,
+            name,
+            namespace,
+            lambda w: w["tuning"]["output"].update(image="myregistry.azurecr.io/tuned-phi-3:0.0.2"),
+        )
 
         async def replaced() -> dict[str, Any] | None:
             j = await job()
@@ -307,9 +336,6 @@ async def test_tuning_example_runs_a_job_to_success(
         new = await _eventually(replaced, 90, "a new Job for the new revision")
         pusher = new["spec"]["template"]["spec"]["containers"][1]["command"][2]
         assert "tuned-phi-3:0.0.2" in pusher
-    finally:
-        manager.stop()
-        await task
 
 
 async def test_multi_node_preset_gets_a_statefulset_with_one_replica_per_node(
@@ -323,8 +349,7 @@ async def test_multi_node_preset_gets_a_statefulset_with_one_replica_per_node(
         ))  # fmt: skip
     ws = yaml.safe_load((REPO / "examples/kaito_workspace_multinode.yaml").read_text())
     ws["resource"]["labelSelector"]["matchLabels"]["apps"] = label
-    manager, task = await _run_controller(kube, namespace, "byo")
-    try:
+    async with _controller(kube, namespace, "byo"):
         await kube.create(WORKSPACES, ws, namespace)
         name = ws["metadata"]["name"]
 
@@ -339,21 +364,14 @@ async def test_multi_node_preset_gets_a_statefulset_with_one_replica_per_node(
         assert sts["spec"]["replicas"] == 3 and sts["spec"]["serviceName"] == f"{name}-headless"
         headless = await kube.get(SERVICES, f"{name}-headless", namespace)
         assert headless["spec"]["clusterIP"] == "None"
-    finally:
-        manager.stop()
-        await task
 
 
 async def test_unschedulable_pods_are_named_and_never_reported_ready(
     control_plane: ControlPlane, kube: KubeClient, namespace: str
 ) -> None:
     # The node claims the SKU but offers one GPU; the workload asks for the SKU's two.
-    label = f"small-{namespace}"
-    control_plane.add_gpu_node(GpuNodeSpec(f"small-{namespace}", gpus=1, extra_labels={"apps": label}))
-    ws = yaml.safe_load((REPO / "examples/kaito_workspace_phi_3.yaml").read_text())
-    ws["resource"]["labelSelector"]["matchLabels"]["apps"] = label
-    manager, task = await _run_controller(kube, namespace, "byo")
-    try:
+    ws = _byo_example(control_plane, namespace, "kaito_workspace_phi_3.yaml", "small", gpus=1)
+    async with _controller(kube, namespace, "byo"):
         await kube.create(WORKSPACES_V1ALPHA1, ws, namespace)
 
         async def unschedulable() -> dict[str, Any] | None:
@@ -364,9 +382,6 @@ async def test_unschedulable_pods_are_named_and_never_reported_ready(
         obj = await _eventually(unschedulable, 60, "InferenceReady False, reason Unschedulable")
         assert "nvidia.com/gpu" in cond.get_condition(obj, "InferenceReady")["message"]  # type: ignore[index]
         assert _cond(obj, "ResourceReady") == "True" and _cond(obj, "WorkspaceReady") == "False"
-    finally:
-        manager.stop()
-        await task
 
 
 async def test_deletion_is_bounded_when_a_node_object_never_goes_away(
@@ -412,18 +427,15 @@ async def test_deletion_is_bounded_when_a_node_object_never_goes_away(
 async def test_adapters_roll_pods_and_templates_follow_edits(
     control_plane: ControlPlane, kube: KubeClient, namespace: str
 ) -> None:
-    label = f"adapt-{namespace}"
-    control_plane.add_gpu_node(GpuNodeSpec(f"adapt-{namespace}", extra_labels={"apps": label}))
-    ws = yaml.safe_load((REPO / "examples/kaito_workspace_phi_3_with_adapters.yaml").read_text())
-    ws["resource"]["labelSelector"]["matchLabels"]["apps"] = label
+    ws = _byo_example(control_plane, namespace, "kaito_workspace_phi_3_with_adapters.yaml", "adapt")
+    label = ws["resource"]["labelSelector"]["matchLabels"]["apps"]
     name = ws["metadata"]["name"]
     template_ws = {
         "apiVersion": "kaito.sh/v1beta1", "kind": "Workspace", "metadata": {"name": "custom"},
         "resource": {"labelSelector": {"matchLabels": {"apps": label}}},
         "inference": {"template": {"spec": {"containers": [{"name": "server", "image": "registry.invalid/custom:1"}]}}},
     }  # fmt: skip
-    manager, task = await _run_controller(kube, namespace, "byo")
-    try:
+    async with _controller(kube, namespace, "byo"):
         await kube.create(WORKSPACES_V1ALPHA1, ws, namespace)
         await kube.create(WORKSPACES, template_ws, namespace)
 
@@ -435,11 +447,8 @@ async def test_adapters_roll_pods_and_templates_follow_edits(
         assert [c["name"] for c in pod["initContainers"]] == ["adapter-phi-3-adapter"]
         assert "phi-3-adapter=/mnt/adapter/phi-3-adapter:1.0" in pod["containers"][0]["command"][2]
         rev0 = dep["spec"]["template"]["metadata"]["annotations"]["workspace.kaito.io/revision"]
-        live = await kube.get(WORKSPACES, name, namespace)
-        live["inference"]["adapters"].append(
-            {"source": {"name": "second", "image": "registry.invalid/second:1"}, "strength": "0.5"}
-        )
-        await kube.replace(WORKSPACES, live)
+        second = {"source": {"name": "second", "image": "registry.invalid/second:1"}, "strength": "0.5"}
+        await _update_workspace(kube, name, namespace, lambda w: w["inference"]["adapters"].append(second))
 
         async def rolled() -> bool:
             d = await deployment()
@@ -455,9 +464,10 @@ async def test_adapters_roll_pods_and_templates_follow_edits(
             return await kube.get(DEPLOYMENTS, "custom", namespace)
 
         await _eventually(custom, 60, "the template Deployment")
-        live = await kube.get(WORKSPACES, "custom", namespace)
-        live["inference"]["template"]["spec"]["containers"][0]["image"] = "registry.invalid/custom:2"
-        await kube.replace(WORKSPACES, live)
+        await _update_workspace(
+            kube, "custom", namespace,
+            lambda w: w["inference"]["template"]["spec"]["containers"][0].update(image="registry.invalid/custom:2"),
+        )  # fmt: skip
 
         async def followed() -> bool:
             d = await custom()
@@ -467,9 +477,6 @@ async def test_adapters_roll_pods_and_templates_follow_edits(
         metrics_text = generate_latest(REGISTRY).decode()
         assert 'kaito_workspace_count{mode="byo",phase=' in metrics_text
         assert "kaito_workspace_time_to_ready_seconds_bucket" in metrics_text
-    finally:
-        manager.stop()
-        await task
 
 
 POD_FAILURES = {
@@ -495,13 +502,9 @@ POD_FAILURES = {
 async def test_failing_pods_turn_inference_ready_false_with_their_reason(
     control_plane: ControlPlane, kube: KubeClient, namespace: str, reason: str
 ) -> None:
-    label = f"fail-{namespace}"
-    control_plane.add_gpu_node(GpuNodeSpec(f"fail-{namespace}", extra_labels={"apps": label}))
-    ws = yaml.safe_load((REPO / "examples/kaito_workspace_phi_3.yaml").read_text())
-    ws["resource"]["labelSelector"]["matchLabels"]["apps"] = label
+    ws = _byo_example(control_plane, namespace, "kaito_workspace_phi_3.yaml", "fail")
     name = ws["metadata"]["name"]
-    manager, task = await _run_controller(kube, namespace, "byo")
-    try:
+    async with _controller(kube, namespace, "byo"):
         await kube.create(WORKSPACES_V1ALPHA1, ws, namespace)
 
         async def inference(status: str) -> dict[str, Any] | None:
@@ -542,22 +545,17 @@ async def test_failing_pods_turn_inference_ready_false_with_their_reason(
         obj = await _eventually(failed, 60, f"InferenceReady False with reason {reason}")
         assert pod["metadata"]["name"] in cond.get_condition(obj, "InferenceReady")["message"]  # type: ignore[index]
         assert _cond(obj, "WorkspaceReady") == "False" and obj["status"]["state"] == "NotReady"
-    finally:
-        manager.stop()
-        await task
 
 
 async def test_tuning_job_failure_is_named_on_the_workspace(
     control_plane: ControlPlane, kube: KubeClient, namespace: str
 ) -> None:
     # One GPU where the Job asks for two: its pod stays Pending, so the test, not kwok, decides the outcome.
-    label = f"tunefail-{namespace}"
-    control_plane.add_gpu_node(GpuNodeSpec(f"tunefail-{namespace}", gpus=1, extra_labels={"app": label}))
-    ws = yaml.safe_load((REPO / "examples/kaito_workspace_tuning_phi_3.yaml").read_text())
-    ws["resource"]["labelSelector"]["matchLabels"]["app"] = label
+    ws = _byo_example(
+        control_plane, namespace, "kaito_workspace_tuning_phi_3.yaml", "tunefail", key="app", gpus=1
+    )
     name = ws["metadata"]["name"]
-    manager, task = await _run_controller(kube, namespace, "byo")
-    try:
+    async with _controller(kube, namespace, "byo"):
         await kube.create(WORKSPACES_V1ALPHA1, ws, namespace)
 
         async def job() -> dict[str, Any]:
@@ -566,6 +564,8 @@ async def test_tuning_job_failure_is_named_on_the_workspace(
         created = await _eventually(job, 60, "the tuning Job")
         now = "2026-11-24T00:00:00Z"
         failed = {
+            "active": 0,
+            "ready": 0,
             "startTime": created["status"].get("startTime") or now,
             "conditions": [
                 {
@@ -596,6 +596,3 @@ async def test_tuning_job_failure_is_named_on_the_workspace(
         obj = await _eventually(named, 60, "WorkspaceSucceeded False, workspaceFailed")
         assert "BackoffLimitExceeded" in cond.get_condition(obj, "WorkspaceSucceeded")["message"]  # type: ignore[index]
         assert obj["status"]["state"] == "Failed"
-    finally:
-        manager.stop()
-        await task

@@ -94,13 +94,22 @@ def render_inference(
         "liveness_delay": 0 if big else 600,
         "readiness_delay": 0 if big else 30,
     }
+    return render_services(ws, labels, selector, headless=multi) + render(
+        "inference-workload.yaml.j2", **values
+    )
+
+
+def render_services(
+    ws: WorkspaceSpec, labels: dict[str, str], selector: dict[str, str], *, headless: bool
+) -> list[dict[str, Any]]:
+    """The Workspace's Service (LoadBalancer when annotated kaito.sh/enablelb: "True") and, for several nodes,
+    the headless Service giving pods stable names."""
     service_type = "LoadBalancer" if ws.annotations.get(L.ANNOTATION_ENABLE_LB) == "True" else "ClusterIP"
-    services = render(
+    return render(
         "inference-service.yaml.j2",
         name=ws.name, namespace=ws.namespace, labels=labels, selector=selector,
-        owner=ws.owner_reference, service_type=service_type, headless=multi,
+        owner=ws.owner_reference, service_type=service_type, headless=headless,
     )  # fmt: skip
-    return services + render("inference-workload.yaml.j2", **values)
 
 
 def render_template_workload(
@@ -122,12 +131,7 @@ def render_template_workload(
             }
         }
     labels = {**selector, "app.kubernetes.io/managed-by": "kaito-ctrl"}
-    service_type = "LoadBalancer" if ws.annotations.get(L.ANNOTATION_ENABLE_LB) == "True" else "ClusterIP"
-    services = render(
-        "inference-service.yaml.j2",
-        name=ws.name, namespace=ws.namespace, labels=labels, selector=selector,
-        owner=ws.owner_reference, service_type=service_type, headless=False,
-    )  # fmt: skip
+    services = render_services(ws, labels, selector, headless=False)
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
