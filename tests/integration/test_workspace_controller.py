@@ -33,7 +33,7 @@ from kaito_ctrl.kube.resources import (
 from kaito_ctrl.metrics import REGISTRY
 from kaito_ctrl.runtime.manager import Manager
 from kaito_ctrl.settings import Settings
-from kaito_ctrl.testing.controlplane import ControlPlane
+from kaito_ctrl.testing.controlplane import ControlPlane, ControlPlaneOptions
 from kaito_ctrl.testing.gpunodes import GpuNodeSpec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -377,7 +377,14 @@ async def test_unschedulable_pods_are_named_and_never_reported_ready(
         async def unschedulable() -> dict[str, Any] | None:
             obj = await kube.get(WORKSPACES, ws["metadata"]["name"], namespace)
             c = cond.get_condition(obj, "InferenceReady")
-            return obj if c and c["status"] == "False" and c["reason"] == "Unschedulable" else None
+            # The scheduler's message may first cite the new node's not-ready taint; it settles on the GPUs.
+            ok = (
+                c
+                and c["status"] == "False"
+                and c["reason"] == "Unschedulable"
+                and "nvidia.com/gpu" in c["message"]
+            )
+            return obj if ok else None
 
         obj = await _eventually(unschedulable, 60, "InferenceReady False, reason Unschedulable")
         assert "nvidia.com/gpu" in cond.get_condition(obj, "InferenceReady")["message"]  # type: ignore[index]
@@ -596,3 +603,45 @@ async def test_tuning_job_failure_is_named_on_the_workspace(
         obj = await _eventually(named, 60, "WorkspaceSucceeded False, workspaceFailed")
         assert "BackoffLimitExceeded" in cond.get_condition(obj, "WorkspaceSucceeded")["message"]  # type: ignore[index]
         assert obj["status"]["state"] == "Failed"
+
+
+async def test_deletion_completes_without_karpenter_crds(tmp_path: Path) -> None:
+    """A cluster with only the Workspace CRD: nothing to wait for on deletion, so it completes at once."""
+    cp = ControlPlane(ControlPlaneOptions(workdir=tmp_path / "cp", kwok=False, scheduler=False, gpu_nodes=()))
+    cp.start()
+    try:
+        cp.kubectl("apply", "--server-side", "-f", str(REPO / "manifests/crds/kaito.sh_workspaces.yaml"))
+        cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/workspaces.kaito.sh")
+        kube = await KubeClient.from_kubeconfig(cp.kubeconfig)
+        settings = Settings(
+            watch_namespace="default", node_provisioner="nodeclaim", leader_elect=False, webhook=False
+        )
+        manager = Manager(kube, sync_timeout=3)
+        setup(manager, kube, settings)
+        task = asyncio.create_task(manager.run())
+        try:
+            ws = yaml.safe_load((REPO / "examples/kaito_workspace_phi_3.yaml").read_text())
+            await kube.create(WORKSPACES_V1ALPHA1, ws, "default")
+            name = ws["metadata"]["name"]
+
+            async def finalized() -> bool:
+                obj = await kube.get(WORKSPACES, name, "default")
+                return "workspace.finalizer.kaito.sh" in obj["metadata"].get("finalizers", [])
+
+            await _eventually(finalized, 30, "the finalizer")
+            await kube.delete(WORKSPACES, name, "default")
+
+            async def gone() -> bool:
+                try:
+                    await kube.get(WORKSPACES, name, "default")
+                    return False
+                except NotFound:
+                    return True
+
+            await _eventually(gone, 30, "deletion without Karpenter CRDs")
+        finally:
+            manager.stop()
+            await task
+            await kube.close()
+    finally:
+        cp.stop()
