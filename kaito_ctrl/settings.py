@@ -60,6 +60,15 @@ class Settings:
     registration_timeout: float = 900.0
     gc_interval: float = 120.0
     gc_grace_period: float = 300.0
+    claim_selector: str | None = field(
+        default=None,
+        metadata={"help": "serve only claims matching this label selector (default: all Kaito's)"},
+    )
+    cloud_backoff_base: float = field(default=2.0, metadata={"help": "first delay after a failed cloud call"})
+    cloud_backoff_cap: float = field(default=300.0, metadata={"help": "longest delay between cloud retries"})
+    capacity_check: bool = field(
+        default=True, metadata={"help": "check quota and SKU before creating a pool"}
+    )
     log_level: str = "info"
     log_format: str = "auto"
 

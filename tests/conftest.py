@@ -39,3 +39,18 @@ def namespace(control_plane: ControlPlane) -> Iterator[str]:
         yield name
     finally:
         control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--chaos-full", action="store_true", help="run the fault matrix with all its seeds (make chaos)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``chaos_seed``: a few seeds in ``make test``, the full matrix (KAITO_CHAOS_SEEDS, default 50) with
+    ``--chaos-full``."""
+    if "chaos_seed" in metafunc.fixturenames:
+        full = metafunc.config.getoption("--chaos-full", default=False)
+        count = int(os.environ.get("KAITO_CHAOS_SEEDS", "50")) if full else 2
+        metafunc.parametrize("chaos_seed", range(count), ids=[f"seed{s}" for s in range(count)])

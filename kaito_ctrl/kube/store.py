@@ -54,6 +54,9 @@ class Store:
                 index.setdefault(value, set()).add(key)
         self._indices[name] = index
 
+    def has_index(self, name: str) -> bool:
+        return name in self._indexers
+
     def __len__(self) -> int:
         return len(self._items)
 

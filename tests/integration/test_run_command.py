@@ -45,6 +45,8 @@ def test_run_serves_probes_metrics_and_webhook(
         KAITO_WEBHOOK_PORT=str(webhook),
         KAITO_WEBHOOK_URL_HOST="127.0.0.1",
         KAITO_LOG_FORMAT="json",
+        # The node provisioner needs Azure settings; its own tests run it (test_provisioner*.py).
+        KAITO_CONTROLLERS="workspace",
     )
     log = (tmp_path / "run.log").open("wb")
     proc = subprocess.Popen(

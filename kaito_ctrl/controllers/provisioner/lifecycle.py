@@ -1,0 +1,418 @@
+"""The claim lifecycle: finalizer, launch, registration, initialization; and termination when deleted.
+
+One reconcile runs the steps in order; a step either lets the next one run (returns None) or ends the
+reconcile with a Result. Status is collected in a :class:`StatusDraft` and written once at the end, only
+when something changed. Conditions follow the kind: ``Launched/Registered/Initialized`` for NodeClaims,
+``MachineLaunched/MachineRegistered/MachineInitialized`` for Machines, both under a root ``Ready``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from kaito_ctrl.controllers.provisioner import metrics as m
+from kaito_ctrl.controllers.provisioner.agentpool import InvalidClaim, PoolNodeIndex, is_managed, pool_spec
+from kaito_ctrl.controllers.provisioner.cloud.base import AgentPool, CloudError, CloudProvider, Reason
+from kaito_ctrl.controllers.provisioner.nodesync import initialization, initialized_patch, registration_patch
+from kaito_ctrl.controllers.provisioner.operations import Backoff, Operations
+from kaito_ctrl.kube import conditions as cond
+from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
+from kaito_ctrl.kube.errors import Conflict, NotFound
+from kaito_ctrl.kube.informer import SharedInformer
+from kaito_ctrl.kube.machines import TERMINATION_FINALIZER, NodeObjectAPI, is_deleting
+from kaito_ctrl.kube.protocols import ObjectClient
+from kaito_ctrl.kube.resources import NODES
+from kaito_ctrl.runtime.controller import DONE, Result
+from kaito_ctrl.runtime.handlers import Request
+
+log = structlog.get_logger(__name__)
+
+LAUNCHING = "Launching"
+TERMINATING_CONDITION = "InstanceTerminating"
+INVALID_SPEC = "InvalidSpec"
+# Requeue while a cloud operation runs: a safety net only, the operation's end enqueues the claim itself.
+OPERATION_POLL = 30.0
+NODE_POLL = 15.0
+
+
+@dataclass
+class Tunables:
+    launch_timeout: float = 900.0
+    registration_timeout: float = 900.0
+    # Check quota and SKU availability before the first create of a pool.
+    capacity_check: bool = True
+    # Backoff between failed cloud attempts of one claim: base * 2^failures, capped.
+    backoff_base: float = 2.0
+    backoff_cap: float = 300.0
+
+
+@dataclass
+class StatusDraft:
+    """The status a reconcile wants to write, starting from what the claim has."""
+
+    original: dict[str, Any]
+    fields: dict[str, Any] = field(default_factory=dict)
+    conditions: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, obj: dict[str, Any]) -> StatusDraft:
+        status = copy.deepcopy(obj.get("status") or {})
+        conditions = list(status.pop("conditions", None) or [])
+        return cls(original=copy.deepcopy(obj.get("status") or {}), fields=status, conditions=conditions)
+
+    def as_status(self) -> dict[str, Any]:
+        return {**self.fields, "conditions": self.conditions}
+
+    @property
+    def changed(self) -> bool:
+        return self.as_status() != {**self.original, "conditions": self.original.get("conditions") or []}
+
+
+class ClaimLifecycle:
+    """Reconciles one kind (Machine or NodeClaim) of Kaito's node claims into agent pools and Nodes."""
+
+    def __init__(
+        self,
+        api: NodeObjectAPI,
+        client: ObjectClient,
+        cloud: CloudProvider,
+        claims: SharedInformer,
+        nodes: SharedInformer,
+        *,
+        enqueue: Callable[[str], None],
+        tunables: Tunables | None = None,
+        clock: Clock = REAL_CLOCK,
+    ) -> None:
+        self.api = api
+        self.client = client
+        self.cloud = cloud
+        self.claims = claims
+        self.nodes = nodes
+        self.tunables = tunables or Tunables()
+        self.clock = clock
+        self.ops = Operations(enqueue)
+        self.backoff = Backoff(self.tunables.backoff_base, self.tunables.backoff_cap)
+        self._capacity_checked: set[str] = set()
+        # UIDs whose termination finished: the cache may still show them with the finalizer for a moment.
+        self._terminated: collections.OrderedDict[str, None] = collections.OrderedDict()
+        for name, fn in (("agentpool", PoolNodeIndex.by_pool), ("providerID", PoolNodeIndex.by_provider_id)):
+            if not nodes.store.has_index(name):
+                nodes.store.add_indexer(name, fn)
+
+    # ------------------------------------------------------------------ entry
+    async def __call__(self, request: Request) -> Result:
+        obj = self.claims.store.get(request.name)
+        if obj is None or not is_managed(obj):
+            return DONE
+        if is_deleting(obj):
+            return await self.terminate(obj)
+        obj = await self.api.add_finalizer(obj)
+        draft = StatusDraft.of(obj)
+        result: Result | None = None
+        for step in (self.launch, self.register, self.initialize):
+            result = await step(obj, draft)
+            if result is not None:
+                break
+        self._set_ready(draft)
+        if draft.changed:
+            try:
+                await self.api.patch_status(obj, draft.as_status())
+            except NotFound:
+                return DONE
+        return result or DONE
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def _names(self) -> tuple[str, str, str, str]:
+        i = self.api.info
+        return i.launched, i.registered, i.initialized, i.ready
+
+    def _set(self, draft: StatusDraft, type_: str, status: str, reason: str, message: str = "") -> None:
+        cond.set_condition(draft.conditions, type_, status, reason, message, now=self.clock.now())
+
+    def _condition(self, draft: StatusDraft, type_: str) -> dict[str, Any] | None:
+        return next((c for c in draft.conditions if c.get("type") == type_), None)
+
+    def _is_true(self, draft: StatusDraft, type_: str) -> bool:
+        c = self._condition(draft, type_)
+        return bool(c and c.get("status") == "True")
+
+    def _set_ready(self, draft: StatusDraft) -> None:
+        launched, registered, initialized, ready = self._names
+        for type_ in (launched, registered, initialized):
+            c = self._condition(draft, type_)
+            if c is None or c.get("status") != "True":
+                status = c.get("status", "Unknown") if c else "Unknown"
+                reason = (c.get("reason") if c else "") or "AwaitingReconciliation"
+                message = (c.get("message") if c else "") or f"{type_} is not True"
+                self._set(draft, ready, status, reason, message)
+                return
+        self._set(draft, ready, "True", "Ready")
+
+    def _age(self, obj: dict[str, Any]) -> float:
+        created = (obj.get("metadata") or {}).get("creationTimestamp")
+        return self.clock.now() - _parse_time(created) if created else 0.0
+
+    def _since(self, draft: StatusDraft, type_: str) -> float:
+        c = self._condition(draft, type_)
+        when = c.get("lastTransitionTime") if c else None
+        return self.clock.now() - _parse_time(when) if when else 0.0
+
+    def _nodes_of(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        provider_id = (obj.get("status") or {}).get("providerID")
+        store = self.nodes.store
+        found = store.by_index("providerID", provider_id) if provider_id else []
+        return found or store.by_index("agentpool", obj["metadata"]["name"])
+
+    async def _delete_claim(self, obj: dict[str, Any], why: str) -> None:
+        log.warning("deleting the claim", reason=why)
+        with contextlib.suppress(NotFound):
+            await self.api.delete(obj["metadata"]["name"])
+
+    # ------------------------------------------------------------------ launch
+    async def launch(self, obj: dict[str, Any], draft: StatusDraft) -> Result | None:
+        launched = self._names[0]
+        name = obj["metadata"]["name"]
+        if self._is_true(draft, launched):
+            return None
+        try:
+            spec = pool_spec(obj, self.clock.now())
+        except InvalidClaim as e:
+            self._set(draft, launched, "False", INVALID_SPEC, str(e))
+            return DONE  # an edit of the claim brings it back
+        op = self.ops.get(name)
+        if op is not None and op.kind == "create" and op.done:
+            self.ops.pop(name)
+            m.OPERATIONS_IN_FLIGHT.set(len(self.ops))
+            return self._launch_outcome(obj, draft, op.task, self.clock.monotonic() - op.started)
+        if op is not None and not op.done:
+            if self.clock.monotonic() - op.started > self.tunables.launch_timeout:
+                await self.ops.cancel(name)
+                self._set(draft, launched, "False", "LaunchTimeout",
+                          f"agent pool {name} was not provisioned within {self.tunables.launch_timeout:.0f}s")  # fmt: skip
+                await self._delete_claim(obj, "launch timeout")
+                return DONE
+            return Result(requeue_after=OPERATION_POLL)
+        wait = self.backoff.wait(name, self.clock.monotonic())
+        if wait > 0:
+            return Result(requeue_after=wait)
+        if self.tunables.capacity_check and name not in self._capacity_checked:
+            try:
+                if await self.cloud.get_pool(name) is None:
+                    await self.cloud.check_capacity(spec.vm_size, spec.node_count)
+            except CloudError as e:
+                return self._launch_failed(obj, draft, e, "capacity")
+            self._capacity_checked.add(name)
+        self.ops.start("create", name, self.clock.monotonic(), lambda: self.cloud.create_pool(spec))
+        m.OPERATIONS_IN_FLIGHT.set(len(self.ops))
+        current = self._condition(draft, launched)
+        if (
+            current is None
+            or current.get("status") == "True"
+            or current.get("reason") in ("", "AwaitingReconciliation")
+        ):
+            self._set(draft, launched, "Unknown", LAUNCHING,
+                      f"creating AKS agent pool {name} (1 x {spec.vm_size})")  # fmt: skip
+        return Result(requeue_after=OPERATION_POLL)
+
+    def _launch_outcome(
+        self, obj: dict[str, Any], draft: StatusDraft, task: asyncio.Task[Any], took: float
+    ) -> Result | None:
+        launched = self._names[0]
+        if task.cancelled():
+            return Result(requeue=True)
+        error = task.exception()
+        if isinstance(error, CloudError):
+            m.CLOUD_OPERATION_SECONDS.labels("create", error.reason.value).observe(took)
+            return self._launch_failed(obj, draft, error, "create")
+        if error is not None:
+            raise error
+        pool: AgentPool = task.result()
+        m.CLOUD_OPERATION_SECONDS.labels("create", "Succeeded").observe(took)
+        self._capacity_checked.discard(obj["metadata"]["name"])
+        self.backoff.reset(obj["metadata"]["name"])
+        self._set(draft, launched, "True", "Launched")
+        if pool.node_image_version:
+            draft.fields["imageID"] = pool.node_image_version
+        m.LIFECYCLE_SECONDS.labels(self.api.kind, "launched").observe(self._age(obj))
+        return None
+
+    def _launch_failed(
+        self, obj: dict[str, Any], draft: StatusDraft, e: CloudError, operation: str
+    ) -> Result:
+        launched = self._names[0]
+        m.CLOUD_ERRORS.labels(operation, e.reason.value).inc()
+        where = "quota and SKU pre-check" if operation == "capacity" else "creating the AKS agent pool"
+        message = f"{where} failed: {e.code}: {e.message}" if e.code else f"{where} failed: {e.message}"
+        # Unknown while retrying unchanged may still succeed; False when a person has to act.
+        self._set(draft, launched, "Unknown" if e.retryable else "False", e.reason.value, message)
+        delay = self.backoff.failed(obj["metadata"]["name"], self.clock.monotonic(), e.retry_after)
+        log.warning("launch failed; retrying after backoff", reason=e.reason.value, code=e.code, delay=delay)
+        return Result(requeue_after=delay)
+
+    # ------------------------------------------------------------------ registration
+    async def register(self, obj: dict[str, Any], draft: StatusDraft) -> Result | None:
+        _, registered, _, _ = self._names
+        name = obj["metadata"]["name"]
+        nodes = self._nodes_of(obj)
+        if any(n["metadata"].get("deletionTimestamp") for n in nodes) and self._is_true(draft, registered):
+            # The Node is going away (someone deleted it): the claim goes with it, as in Karpenter.
+            await self._delete_claim(obj, "its Node is being deleted")
+            return DONE
+        nodes = [n for n in nodes if not n["metadata"].get("deletionTimestamp")]
+        if not nodes:
+            waited = self._since(draft, self._names[0])
+            if waited > self.tunables.registration_timeout:
+                self._set(draft, registered, "False", "RegistrationTimeout",
+                          f"no Node joined from agent pool {name} within {self.tunables.registration_timeout:.0f}s")  # fmt: skip
+                await self._delete_claim(obj, "registration timeout")
+                return DONE
+            self._set(draft, registered, "Unknown", "NodeNotFound",
+                      f"Node not registered with cluster (agent pool {name} is provisioned; waiting for its VM)")  # fmt: skip
+            return Result(requeue_after=NODE_POLL)
+        if len(nodes) > 1:
+            names = ", ".join(sorted(n["metadata"]["name"] for n in nodes))
+            self._set(
+                draft, registered, "False", "MultipleNodesFound", f"more than one Node for {name}: {names}"
+            )
+            return Result(requeue_after=NODE_POLL)
+        node = nodes[0]
+        patch = registration_patch(obj, node)
+        if patch is not None:
+            try:
+                await self.client.merge_patch(
+                    NODES,
+                    node["metadata"]["name"],
+                    patch,
+                    resource_version=node["metadata"].get("resourceVersion"),
+                )
+            except Conflict:
+                return Result(requeue=True)  # the cache is behind; look again
+        if not self._is_true(draft, registered):
+            m.LIFECYCLE_SECONDS.labels(self.api.kind, "registered").observe(self._age(obj))
+        draft.fields["providerID"] = (node.get("spec") or {}).get("providerID", "")
+        draft.fields["nodeName"] = node["metadata"]["name"]
+        self._set(draft, registered, "True", "Registered")
+        return None
+
+    # ------------------------------------------------------------------ initialization
+    async def initialize(self, obj: dict[str, Any], draft: StatusDraft) -> Result | None:
+        _, _, initialized, _ = self._names
+        nodes = [n for n in self._nodes_of(obj) if not n["metadata"].get("deletionTimestamp")]
+        if not nodes:
+            return Result(requeue_after=NODE_POLL)
+        node = nodes[0]
+        status = node.get("status") or {}
+        for key in ("capacity", "allocatable"):
+            if status.get(key):
+                draft.fields[key] = dict(status[key])
+        if self._is_true(draft, initialized):
+            return None
+        check = initialization(obj, node)
+        if not check.ok:
+            self._set(draft, initialized, "Unknown", check.reason, check.message)
+            return Result(requeue_after=NODE_POLL)
+        patch = initialized_patch(node)
+        if patch is not None:
+            await self.client.merge_patch(NODES, node["metadata"]["name"], patch)
+        m.LIFECYCLE_SECONDS.labels(self.api.kind, "initialized").observe(self._age(obj))
+        self._set(draft, initialized, "True", "Initialized")
+        return None
+
+    # ------------------------------------------------------------------ termination
+    async def terminate(self, obj: dict[str, Any]) -> Result:
+        """Nodes first, then the pool (waiting for its deletion to finish), then the finalizer."""
+        name = obj["metadata"]["name"]
+        if TERMINATION_FINALIZER not in (obj["metadata"].get("finalizers") or ()):
+            return DONE
+        if obj["metadata"].get("uid") in self._terminated:
+            return DONE
+        current = self.ops.get(name)
+        if current is not None and current.kind == "create":
+            # The create may still finish in the cloud; the delete below removes whatever it made.
+            await self.ops.cancel(name)
+        self._capacity_checked.discard(name)
+        nodes = self._nodes_of(obj)
+        for node in nodes:
+            if not node["metadata"].get("deletionTimestamp"):
+                with contextlib.suppress(NotFound):
+                    await self.client.delete(NODES, node["metadata"]["name"], propagation_policy=None)
+        op = self.ops.get(name)
+        if op is None:
+            wait = self.backoff.wait("delete:" + name, self.clock.monotonic())
+            if wait > 0:
+                return Result(requeue_after=wait)
+            self.ops.start("delete", name, self.clock.monotonic(), lambda: self.cloud.delete_pool(name))
+            m.OPERATIONS_IN_FLIGHT.set(len(self.ops))
+            await self._mark_terminating(obj, "Deleting", f"deleting AKS agent pool {name}")
+            return Result(requeue_after=OPERATION_POLL)
+        if not op.done:
+            return Result(requeue_after=OPERATION_POLL)
+        self.ops.pop(name)
+        m.OPERATIONS_IN_FLIGHT.set(len(self.ops))
+        took = self.clock.monotonic() - op.started
+        error = None if op.task.cancelled() else op.task.exception()
+        if op.task.cancelled():
+            return Result(requeue=True)
+        if isinstance(error, CloudError):
+            m.CLOUD_ERRORS.labels("delete", error.reason.value).inc()
+            m.CLOUD_OPERATION_SECONDS.labels("delete", error.reason.value).observe(took)
+            await self._mark_terminating(obj, error.reason.value, f"deleting AKS agent pool {name} failed: "
+                                         f"{error.code}: {error.message}")  # fmt: skip
+            return Result(
+                requeue_after=self.backoff.failed("delete:" + name, self.clock.monotonic(), error.retry_after)
+            )
+        if error is not None:
+            raise error
+        m.CLOUD_OPERATION_SECONDS.labels("delete", "Succeeded").observe(took)
+        self.backoff.reset("delete:" + name)
+        self.backoff.reset(name)
+        # The pool is gone, so its VM is: let its Node objects go too.
+        for node in self._nodes_of(obj):
+            await self._release_node(node)
+        with contextlib.suppress(NotFound):
+            await self.api.remove_finalizer(obj)
+        self._terminated[obj["metadata"].get("uid", "")] = None
+        while len(self._terminated) > 1000:
+            self._terminated.popitem(last=False)
+        log.info("claim terminated; agent pool deleted", pool=name)
+        return DONE
+
+    async def _release_node(self, node: dict[str, Any]) -> None:
+        finalizers = list(node["metadata"].get("finalizers") or [])
+        if TERMINATION_FINALIZER not in finalizers:
+            return
+        with contextlib.suppress(NotFound):
+            await self.client.merge_patch(
+                NODES,
+                node["metadata"]["name"],
+                {"metadata": {"finalizers": [f for f in finalizers if f != TERMINATION_FINALIZER]}},
+                resource_version=node["metadata"].get("resourceVersion"),
+            )
+
+    async def _mark_terminating(self, obj: dict[str, Any], reason: str, message: str) -> None:
+        draft = StatusDraft.of(obj)
+        self._set(draft, TERMINATING_CONDITION, "True", reason, message)
+        if draft.changed:
+            with contextlib.suppress(NotFound, Conflict):
+                await self.api.patch_status(obj, draft.as_status())
+
+    async def close(self) -> None:
+        await self.ops.cancel_all()
+
+
+def _parse_time(value: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
+
+
+__all__ = ["ClaimLifecycle", "Reason", "StatusDraft", "Tunables"]
