@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -50,17 +51,17 @@ class Sandbox:
     def get_json(self, *args: str) -> dict[str, Any]:
         return dict(json.loads(self.kubectl("get", *args, "-o", "json")))
 
-    def fake_arm(self, path: str) -> Any:
-        """Read the fake ARM server's admin API (sandbox only)."""
-        if self.external or not self.info.get("fake_arm_admin"):
+    def fake_arm(self, path: str, method: str = "GET", body: Any = None) -> Any:
+        """Use the fake ARM server's admin API (sandbox only): pools, faults, request counts."""
+        arm = self.info.get("fake_arm")
+        if self.external or not arm:
             pytest.skip("needs the sandbox's fake ARM server")
-        ctx = None
-        if self.info.get("fake_arm_ca"):
-            import ssl
-
-            ctx = ssl.create_default_context(cafile=self.info["fake_arm_ca"])
-        with urllib.request.urlopen(self.info["fake_arm_admin"] + path, context=ctx, timeout=10) as r:
-            return json.loads(r.read())
+        ctx = ssl.create_default_context(cafile=arm["ca_file"])
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(arm["admin"] + path, data=data, method=method)
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+            raw = r.read()
+        return json.loads(raw) if raw else None
 
 
 def wait_for(fn: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
@@ -106,7 +107,7 @@ def sandbox() -> Iterator[Sandbox]:
         yield Sandbox(external, os.environ.get("KUBECTL", "kubectl"))
         return
     with tempfile.TemporaryDirectory(prefix="kaito-e2e-") as tmp:
-        sb, stop = _start_sandbox(Path(tmp), "byo")  # nodeclaim once the node provisioner lands
+        sb, stop = _start_sandbox(Path(tmp), os.environ.get("KAITO_E2E_NODE_PROVISIONER", "nodeclaim"))
         try:
             yield sb
         finally:

@@ -99,7 +99,61 @@ def test_quickstart_phi3_becomes_ready_and_deletes_cleanly(sandbox: Sandbox, e2e
     assert cols[1] == "Standard_NC12s_v3"
     svc = sandbox.kubectl("get", "svc", "workspace-phi-3-mini", "-n", e2e_namespace, "--no-headers")
     assert "80/TCP,29500/TCP" in svc
+    claims: list[str] = []
+    if not sandbox.external and sandbox.info["controller"]["node_provisioner"] == "nodeclaim":
+        # The GPU node came from an AKS agent pool named after the Workspace's NodeClaim.
+        selector = f"kaito.sh/workspace=workspace-phi-3-mini,kaito.sh/workspacenamespace={e2e_namespace}"
+        items = sandbox.get_json("nodeclaims", "-l", selector)["items"]
+        claims = [c["metadata"]["name"] for c in items]
+        assert len(claims) == 1 and all(c["status"]["nodeName"] for c in items)
+        assert claims[0] in {p["name"] for p in sandbox.fake_arm("/pools")}
     sandbox.kubectl("delete", "workspace", "workspace-phi-3-mini", "-n", e2e_namespace, "--timeout=120s")
     assert "NotFound" in sandbox.kubectl(
         "get", "workspace", "workspace-phi-3-mini", "-n", e2e_namespace, check=False
     )
+    if claims:
+        # Deleting the Workspace leaves no agent pool (and no GPU bill) behind.
+        wait_for(
+            lambda: claims[0] not in {p["name"] for p in sandbox.fake_arm("/pools")}, 120, "pool deleted"
+        )
+
+
+def test_quota_error_is_named_on_the_workspace_and_clears(sandbox: Sandbox, e2e_namespace: str) -> None:
+    if sandbox.external or sandbox.info["controller"]["node_provisioner"] == "byo":
+        pytest.skip("needs the sandbox's node provisioner and fake ARM server")
+    ws = yaml.safe_load((REPO / "examples" / "kaito_workspace_phi_3.yaml").read_text())
+    ws["metadata"]["name"] = "quota-phi"
+    ws["resource"]["labelSelector"]["matchLabels"] = {"apps": "quota-phi"}
+    faults = sandbox.fake_arm("/faults", "POST", {"kind": "quota", "on": "create"})
+    try:
+        wait_for(
+            lambda: (
+                "created"
+                in sandbox.kubectl("apply", "-n", e2e_namespace, "-f", "-", input=json.dumps(ws), check=False)
+            ),
+            60,
+            "applied",
+        )
+
+        def quota_named() -> dict[str, str] | None:
+            obj = sandbox.get_json("workspace", "quota-phi", "-n", e2e_namespace)
+            for c in obj.get("status", {}).get("conditions", []):
+                if c["type"] == "ResourceReady" and c.get("reason") == "QuotaExceeded":
+                    return dict(c)
+            return None
+
+        c = wait_for(quota_named, 120, "ResourceReady reason QuotaExceeded")
+        assert c["status"] == "False" and "exceeding approved" in c["message"], c
+    finally:
+        for f in faults:
+            sandbox.fake_arm(f"/faults/{f['id']}", "DELETE")
+
+    def ready() -> bool:
+        obj = sandbox.get_json("workspace", "quota-phi", "-n", e2e_namespace)
+        return any(
+            c["type"] == "ResourceReady" and c["status"] == "True"
+            for c in obj.get("status", {}).get("conditions", [])
+        )
+
+    wait_for(ready, 180, "ResourceReady once the quota is there")
+    sandbox.kubectl("delete", "workspace", "quota-phi", "-n", e2e_namespace, "--timeout=120s")

@@ -109,6 +109,15 @@ def _print_usage() -> int:
         "\nStop it with `kaito-ctrl sandbox down` (or `make down`).",
         flush=True,
     )
+    arm = info.get("fake_arm")
+    if arm:
+        print(
+            f"\nNode provisioner: {info['controller']['node_provisioner']}. GPU nodes are AKS agent pools on the fake ARM\n"
+            f"server ({arm['url']}); see them, or make the next create fail with a quota error:\n"
+            f"    kubectl get nodeclaims && curl -s --cacert {arm['ca_file']} {arm['admin']}/pools\n"
+            f'    curl -s --cacert {arm["ca_file"]} -X POST {arm["admin"]}/faults -d \'{{"kind": "quota", "times": 1}}\'',
+            flush=True,
+        )
     return 0
 
 
@@ -144,8 +153,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ssub = p.add_subparsers(dest="sandbox_cmd", required=True)
     u = ssub.add_parser("up", help="start the sandbox in the background and print how to use it")
     u.add_argument("--timeout", default=900, help="seconds to wait for readiness (first build excluded)")
-    # byo until the node provisioner (AKS agent pools on the fake ARM server) lands; then nodeclaim.
-    u.add_argument("--node-provisioner", choices=["nodeclaim", "machine", "byo"], default="byo")
+    # nodeclaim: GPU nodes are AKS agent pools on the fake ARM server; byo: two kwok GPU nodes up front.
+    u.add_argument("--node-provisioner", choices=["nodeclaim", "machine", "byo"], default="nodeclaim")
     u.add_argument("--no-example", action="store_true", help="do not apply the Phi-3 quickstart example")
     u.set_defaults(func=up)
     ssub.add_parser("down", help="stop the sandbox").set_defaults(func=down)

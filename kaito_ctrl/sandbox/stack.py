@@ -49,6 +49,8 @@ class ControllerProcess:
     metrics_port: int = field(default_factory=free_port)
     probe_port: int = field(default_factory=free_port)
     webhook_port: int = field(default_factory=free_port)
+    # Azure settings for the node provisioner (pointing at the fake ARM server in the sandbox).
+    extra_env: dict[str, str] = field(default_factory=dict)
     popen: subprocess.Popen[bytes] | None = None
 
     @property
@@ -66,6 +68,7 @@ class ControllerProcess:
             KAITO_WEBHOOK_PORT=str(self.webhook_port),
             KAITO_WEBHOOK_URL_HOST="127.0.0.1",
             KAITO_LOG_FORMAT="json",
+            **self.extra_env,
         )
 
     def start(self, timeout: float = 60) -> None:
@@ -125,3 +128,72 @@ def install(cp: ControlPlane, controller: ControllerProcess) -> None:
         "apply", "--server-side", "--force-conflicts", "--field-manager=kaito-ctrl", "-f", "-",
         input="\n".join(json.dumps(d) for d in docs),
     )  # fmt: skip
+
+
+@dataclass
+class FakeArmProcess:
+    """The fake ARM server (simulated AKS) as its own process, joining a kwok Node for each agent pool."""
+
+    state_dir: Path
+    kubeconfig: str
+    create_seconds: float = 5.0
+    delete_seconds: float = 3.0
+    join_delay: float = 2.0
+    popen: subprocess.Popen[bytes] | None = None
+    ready: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / "fake-arm.log"
+
+    def start(self, timeout: float = 60) -> dict[str, Any]:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        ready_file = self.state_dir / "ready.json"
+        ready_file.unlink(missing_ok=True)
+        log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            [
+                sys.executable, "-m", "kaito_ctrl.controllers.provisioner.cloud.fake",
+                "--state-dir", str(self.state_dir), "--kubeconfig", self.kubeconfig,
+                "--create-seconds", str(self.create_seconds), "--delete-seconds", str(self.delete_seconds),
+                "--join-delay", str(self.join_delay), "--retry-after", "1",
+            ],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"fake ARM server exited with {self.popen.returncode}:\n{tail}")
+            if ready_file.exists():
+                self.ready = json.loads(ready_file.read_text())
+                return self.ready
+            time.sleep(0.2)  # polling interval of a deadline-bounded wait
+        raise TimeoutError("the fake ARM server did not start")
+
+    def azure_env(self) -> dict[str, str]:
+        r = self.ready
+        return {
+            "AZURE_SUBSCRIPTION_ID": r["subscription_id"],
+            "AZURE_RESOURCE_GROUP": r["resource_group"],
+            "AZURE_CLUSTER_NAME": r["cluster_name"],
+            "LOCATION": r["location"],
+            "ARM_BASE_URL": r["url"],
+            "ARM_CA_BUNDLE": r["ca_file"],
+            # The fake accepts any bearer token; a real cluster uses workload identity instead.
+            "ARM_STATIC_TOKEN": "sandbox",
+            "ARM_POLLING_INTERVAL": "1",
+        }
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=10)

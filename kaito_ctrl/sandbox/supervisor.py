@@ -17,7 +17,7 @@ from typing import Any
 
 from kaito_ctrl import logsetup
 from kaito_ctrl.sandbox import paths
-from kaito_ctrl.sandbox.stack import ControllerProcess, install, service_account_kubeconfig
+from kaito_ctrl.sandbox.stack import ControllerProcess, FakeArmProcess, install, service_account_kubeconfig
 from kaito_ctrl.testing.binaries import read_versions
 from kaito_ctrl.testing.controlplane import ControlPlane, ControlPlaneOptions
 
@@ -30,15 +30,27 @@ def main() -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     workdir = root / "controlplane"
     shutil.rmtree(workdir, ignore_errors=True)
-    cp = ControlPlane(ControlPlaneOptions(workdir=workdir))
+    mode = os.environ.get("KAITO_NODE_PROVISIONER", "nodeclaim")
+    # With a node provisioner, GPU nodes come from agent pools on the fake ARM server; BYO gets two up front.
+    options = (
+        ControlPlaneOptions(workdir=workdir)
+        if mode == "byo"
+        else ControlPlaneOptions(workdir=workdir, gpu_nodes=())
+    )
+    cp = ControlPlane(options)
     controller: ControllerProcess | None = None
+    fake_arm: FakeArmProcess | None = None
     try:
         cp.start()
         controller = ControllerProcess(
-            workdir=root,
-            kubeconfig=workdir / "kaito-ctrl.kubeconfig",
-            node_provisioner=os.environ.get("KAITO_NODE_PROVISIONER", "nodeclaim"),
+            workdir=root, kubeconfig=workdir / "kaito-ctrl.kubeconfig", node_provisioner=mode
         )
+        if mode != "byo":
+            shutil.rmtree(root / "fake-arm", ignore_errors=True)
+            fake_arm = FakeArmProcess(state_dir=root / "fake-arm", kubeconfig=cp.kubeconfig)
+            fake_arm.start()
+            # A short backoff cap so a cleared fault is retried within seconds in a demo (default 300 s).
+            controller.extra_env = {**fake_arm.azure_env(), "KAITO_CLOUD_BACKOFF_CAP": "15"}
         install(cp, controller)
         service_account_kubeconfig(cp, controller.kubeconfig)
         controller.start()
@@ -51,6 +63,7 @@ def main() -> int:
             "started": time.time(),
             "components": sorted(cp.pids()),
             "controller": controller.info(),
+            "fake_arm": fake_arm.ready if fake_arm is not None else None,
         }
         tmp = paths.ready_file().with_suffix(".tmp")
         tmp.write_text(json.dumps(info, indent=2))
@@ -59,6 +72,8 @@ def main() -> int:
             missing = [n for n in info["components"] if n not in cp.pids()]
             if not controller.alive():
                 missing.append("kaito-ctrl")
+            if fake_arm is not None and not fake_arm.alive():
+                missing.append("fake-arm")
             if missing:
                 print(json.dumps({"event": "component exited", "components": missing}), file=sys.stderr)
                 return 1
@@ -67,6 +82,8 @@ def main() -> int:
         paths.ready_file().unlink(missing_ok=True)
         if controller is not None:
             controller.stop()
+        if fake_arm is not None:
+            fake_arm.stop()
         cp.stop()
 
 

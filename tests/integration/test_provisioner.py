@@ -41,6 +41,7 @@ async def test_claim_goes_launched_registered_initialized_ready_then_terminates(
         for type_ in (info.launched, info.registered, info.initialized):
             assert cond.is_true(obj, type_), (type_, obj["status"])
         assert "karpenter.sh/termination" in obj["metadata"]["finalizers"]
+        assert obj["metadata"]["labels"]["node.kubernetes.io/instance-type"] == GPU, "kubectl's TYPE column"
         status = obj["status"]
         node = await r.kube.get(NODES, status["nodeName"])
         assert node["spec"]["providerID"] == status["providerID"]

@@ -19,7 +19,13 @@ from typing import Any
 import structlog
 
 from kaito_ctrl.controllers.provisioner import metrics as m
-from kaito_ctrl.controllers.provisioner.agentpool import InvalidClaim, PoolNodeIndex, is_managed, pool_spec
+from kaito_ctrl.controllers.provisioner.agentpool import (
+    MACHINE_TYPE_LABEL,
+    InvalidClaim,
+    PoolNodeIndex,
+    is_managed,
+    pool_spec,
+)
 from kaito_ctrl.controllers.provisioner.cloud.base import AgentPool, CloudError, CloudProvider, Reason
 from kaito_ctrl.controllers.provisioner.nodesync import initialization, initialized_patch, registration_patch
 from kaito_ctrl.controllers.provisioner.operations import Backoff, Operations
@@ -27,7 +33,7 @@ from kaito_ctrl.kube import conditions as cond
 from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
 from kaito_ctrl.kube.errors import Conflict, NotFound
 from kaito_ctrl.kube.informer import SharedInformer
-from kaito_ctrl.kube.machines import TERMINATION_FINALIZER, NodeObjectAPI, is_deleting
+from kaito_ctrl.kube.machines import INSTANCE_TYPE_LABEL, TERMINATION_FINALIZER, NodeObjectAPI, is_deleting
 from kaito_ctrl.kube.protocols import ObjectClient
 from kaito_ctrl.kube.resources import NODES
 from kaito_ctrl.runtime.controller import DONE, Result
@@ -192,7 +198,10 @@ class ClaimLifecycle:
         if op is not None and op.kind == "create" and op.done:
             self.ops.pop(name)
             m.OPERATIONS_IN_FLIGHT.set(len(self.ops))
-            return self._launch_outcome(obj, draft, op.task, self.clock.monotonic() - op.started)
+            outcome = self._launch_outcome(obj, draft, op.task, self.clock.monotonic() - op.started)
+            if outcome is None:
+                await self._populate_labels(obj, spec.vm_size, spec.labels)
+            return outcome
         if op is not None and not op.done:
             if self.clock.monotonic() - op.started > self.tunables.launch_timeout:
                 await self.ops.cancel(name)
@@ -244,6 +253,23 @@ class ClaimLifecycle:
             draft.fields["imageID"] = pool.node_image_version
         m.LIFECYCLE_SECONDS.labels(self.api.kind, "launched").observe(self._age(obj))
         return None
+
+    async def _populate_labels(self, obj: dict[str, Any], vm_size: str, pool_labels: dict[str, str]) -> None:
+        """What Karpenter writes on a launched claim: the instance type (kubectl's TYPE column) and its kin."""
+        wanted = {
+            INSTANCE_TYPE_LABEL: vm_size,
+            "kubernetes.io/os": "linux",
+            MACHINE_TYPE_LABEL: pool_labels.get(MACHINE_TYPE_LABEL, "gpu"),
+        }
+        if self.api.kind == "nodeclaim":
+            wanted["karpenter.azure.com/sku-name"] = vm_size
+        have = obj["metadata"].get("labels") or {}
+        missing = {k: v for k, v in wanted.items() if have.get(k) != v}
+        if missing:
+            with contextlib.suppress(NotFound):
+                await self.api.client.merge_patch(
+                    self.api.resource, obj["metadata"]["name"], {"metadata": {"labels": missing}}
+                )
 
     def _launch_failed(
         self, obj: dict[str, Any], draft: StatusDraft, e: CloudError, operation: str
