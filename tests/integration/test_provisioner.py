@@ -281,3 +281,60 @@ async def _wait(seconds: float) -> None:
     import asyncio
 
     await asyncio.sleep(seconds)
+
+
+async def test_launch_timeout_deletes_the_claim_and_its_pool(control_plane: ControlPlane) -> None:
+    async with rig(control_plane, "nodeclaim") as r:
+        name = new_name()
+        # The create hangs for 8 s; AKS refuses to delete a pool while it is being created, so the
+        # timed-out claim's termination keeps retrying (with backoff) until the create ends, then deletes it.
+        r.fake.inject(Fault(FaultKind.SLOW, on="create", pool=name, duration=8))
+        await r.start(launch_timeout=1.5)
+        await r.api.create(r.claim(name))
+
+        async def creating() -> bool:
+            pool = r.pools().get(name)
+            return pool is not None and pool.state == "Creating"
+
+        await eventually(creating, 30, "the slow create to start")
+
+        async def all_gone() -> bool:
+            try:
+                await r.api.get(name)
+                return False
+            except NotFound:
+                return name not in r.pools()
+
+        async def terminating() -> dict[str, Any] | None:
+            c = cond.get_condition(await r.api.get(name), "InstanceTerminating")
+            return c if c and c["reason"] == "OperationInProgress" else None
+
+        c = await eventually(terminating, 30, "termination waiting on the create")
+        assert "OperationNotAllowed" in c["message"], c
+        # Past the timeout the claim was deleted; once the create ends, the half-made pool goes too.
+        await eventually(all_gone, 60, "the timed-out claim and its pool gone")
+
+
+async def test_registration_timeout_deletes_a_claim_whose_node_never_joins(
+    control_plane: ControlPlane,
+) -> None:
+    async with rig(control_plane, "nodeclaim", join=False) as r:
+        await r.start(registration_timeout=1.5)
+        name = new_name()
+        await r.api.create(r.claim(name))
+
+        async def waiting_for_node() -> dict[str, Any] | None:
+            c = cond.get_condition(await r.api.get(name), "Registered")
+            return c if c and c["reason"] == "NodeNotFound" else None
+
+        c = await eventually(waiting_for_node, 60, "Registered NodeNotFound")
+        assert "Node not registered" in c["message"]
+
+        async def all_gone() -> bool:
+            try:
+                await r.api.get(name)
+                return False
+            except NotFound:
+                return name not in r.pools()
+
+        await eventually(all_gone, 60, "the claim deleted after the registration timeout, pool too")

@@ -209,7 +209,8 @@ class ClaimLifecycle:
                           f"agent pool {name} was not provisioned within {self.tunables.launch_timeout:.0f}s")  # fmt: skip
                 await self._delete_claim(obj, "launch timeout")
                 return DONE
-            return Result(requeue_after=OPERATION_POLL)
+            left = self.tunables.launch_timeout - (self.clock.monotonic() - op.started)
+            return Result(requeue_after=max(0.1, min(OPERATION_POLL, left + 0.1)))
         wait = self.backoff.wait(name, self.clock.monotonic())
         if wait > 0:
             return Result(requeue_after=wait)
@@ -303,7 +304,8 @@ class ClaimLifecycle:
                 return DONE
             self._set(draft, registered, "Unknown", "NodeNotFound",
                       f"Node not registered with cluster (agent pool {name} is provisioned; waiting for its VM)")  # fmt: skip
-            return Result(requeue_after=NODE_POLL)
+            left = self.tunables.registration_timeout - waited
+            return Result(requeue_after=max(0.1, min(NODE_POLL, left + 0.1)))
         if len(nodes) > 1:
             names = ", ".join(sorted(n["metadata"]["name"] for n in nodes))
             self._set(
