@@ -48,6 +48,19 @@ class Sandbox:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {res.stderr}")
         return res.stdout if check else res.stdout + res.stderr
 
+    def current_info(self) -> dict[str, Any]:
+        """ready.json as it is now (the supervisor rewrites it when it restarts a replica)."""
+        return dict(json.loads((Path(self.env["KAITO_SANDBOX_DIR"]) / "ready.json").read_text()))
+
+    def apply_json(self, namespace: str, obj: dict[str, Any], timeout: float = 60) -> None:
+        """kubectl apply, retrying while the webhook is briefly unreachable (a replica restarting)."""
+
+        def applied() -> bool:
+            out = self.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(obj), check=False)
+            return any(w in out for w in ("created", "configured", "unchanged"))
+
+        wait_for(applied, timeout, f"{obj['metadata']['name']} applied")
+
     def get_json(self, *args: str) -> dict[str, Any]:
         return dict(json.loads(self.kubectl("get", *args, "-o", "json")))
 
@@ -76,11 +89,11 @@ def wait_for(fn: Callable[[], Any], timeout: float, what: str, interval: float =
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
-def _start_sandbox(tmp: Path, mode: str) -> tuple[Sandbox, Callable[[], None]]:
+def start_sandbox(tmp: Path, mode: str, replicas: int = 1) -> tuple[Sandbox, Callable[[], None]]:
     env = dict(os.environ, KAITO_SANDBOX_DIR=str(tmp))
     cli = [sys.executable, "-m", "kaito_ctrl.cli.main", "sandbox"]
     up = subprocess.run(
-        [*cli, "up", "--no-example", f"--node-provisioner={mode}"],
+        [*cli, "up", "--no-example", f"--node-provisioner={mode}", f"--replicas={replicas}"],
         env=env,
         capture_output=True,
         text=True,
@@ -107,7 +120,10 @@ def sandbox() -> Iterator[Sandbox]:
         yield Sandbox(external, os.environ.get("KUBECTL", "kubectl"))
         return
     with tempfile.TemporaryDirectory(prefix="kaito-e2e-") as tmp:
-        sb, stop = _start_sandbox(Path(tmp), os.environ.get("KAITO_E2E_NODE_PROVISIONER", "nodeclaim"))
+        # Two replicas, as the shipped Deployment runs: leader election decides which one reconciles.
+        sb, stop = start_sandbox(
+            Path(tmp), os.environ.get("KAITO_E2E_NODE_PROVISIONER", "nodeclaim"), replicas=2
+        )
         try:
             yield sb
         finally:

@@ -65,6 +65,23 @@ def test_seed_examples_are_accepted_with_the_seed_columns(sandbox: Sandbox, e2e_
     adapters = sandbox.get_json("workspace", "workspace-phi-3-mini-adapter", "-n", e2e_namespace)
     assert adapters["inference"]["adapters"][0]["strength"] == "1.0"
 
+    # And they run: the adapter workspace serves, the tuning Job runs to completion on its GPU node.
+    def conditions(name: str) -> dict[str, str]:
+        obj = sandbox.get_json("workspace", name, "-n", e2e_namespace)
+        return {c["type"]: c["status"] for c in obj.get("status", {}).get("conditions", [])}
+
+    wait_for(
+        lambda: conditions("workspace-phi-3-mini-adapter").get("InferenceReady") == "True",
+        240,
+        "the adapter workspace serving",
+    )
+    wait_for(
+        lambda: conditions("workspace-tuning-phi-3").get("WorkspaceSucceeded") == "True",
+        240,
+        "the tuning workspace succeeded",
+    )
+    assert conditions("workspace-tuning-phi-3")["JobStarted"] == "True"
+
 
 def test_wrong_workspace_is_refused_with_the_field_named(sandbox: Sandbox, e2e_namespace: str) -> None:
     ws = yaml.safe_load((REPO / "examples" / "kaito_workspace_tuning_phi_3.yaml").read_text())

@@ -41,7 +41,12 @@ def up(args: argparse.Namespace) -> int:
     bin_dir = ensure_binaries()
     _say(f"==> starting the sandbox (logs: {paths.supervisor_log()})")
     paths.ready_file().unlink(missing_ok=True)
-    env = dict(os.environ, KAITO_CTRL_BIN_DIR=str(bin_dir), KAITO_NODE_PROVISIONER=args.node_provisioner)
+    env = dict(
+        os.environ,
+        KAITO_CTRL_BIN_DIR=str(bin_dir),
+        KAITO_NODE_PROVISIONER=args.node_provisioner,
+        KAITO_SANDBOX_REPLICAS=str(args.replicas),
+    )
     with paths.supervisor_log().open("ab") as logf:
         proc = subprocess.Popen(
             [sys.executable, "-m", "kaito_ctrl.sandbox.supervisor"],
@@ -156,6 +161,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     # nodeclaim: GPU nodes are AKS agent pools on the fake ARM server; byo: two kwok GPU nodes up front.
     u.add_argument("--node-provisioner", choices=["nodeclaim", "machine", "byo"], default="nodeclaim")
     u.add_argument("--no-example", action="store_true", help="do not apply the Phi-3 quickstart example")
+    u.add_argument("--replicas", type=int, default=1, help="kaito-ctrl replicas (leader election picks one)")
     u.set_defaults(func=up)
     ssub.add_parser("down", help="stop the sandbox").set_defaults(func=down)
     ssub.add_parser("status", help="show whether the sandbox is running").set_defaults(func=status)

@@ -46,6 +46,7 @@ class ControllerProcess:
     workdir: Path
     kubeconfig: Path
     node_provisioner: str = "nodeclaim"
+    replica: int = 0
     metrics_port: int = field(default_factory=free_port)
     probe_port: int = field(default_factory=free_port)
     webhook_port: int = field(default_factory=free_port)
@@ -55,7 +56,7 @@ class ControllerProcess:
 
     @property
     def log_path(self) -> Path:
-        return self.workdir / "kaito-ctrl.log"
+        return self.workdir / ("kaito-ctrl.log" if self.replica == 0 else f"kaito-ctrl-{self.replica}.log")
 
     def env(self) -> dict[str, str]:
         return dict(
@@ -98,6 +99,9 @@ class ControllerProcess:
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
+    def exit_code(self) -> int | None:
+        return self.popen.poll() if self.popen is not None else None
+
     def stop(self) -> None:
         if self.popen is not None and self.popen.poll() is None:
             self.popen.terminate()
@@ -109,6 +113,7 @@ class ControllerProcess:
 
     def info(self) -> dict[str, Any]:
         return {
+            "replica": self.replica,
             "pid": self.popen.pid if self.popen else None,
             "metrics": f"http://127.0.0.1:{self.metrics_port}/metrics",
             "readyz": f"http://127.0.0.1:{self.probe_port}/readyz",

@@ -1,7 +1,9 @@
-"""The sandbox supervisor: a detached process that owns the local control plane (and, as they are
-wired in, the fake ARM server and both controllers) until ``kaito-ctrl sandbox down`` sends SIGTERM.
+"""The sandbox supervisor: a detached process that owns the local control plane, the fake ARM server and the
+kaito-ctrl replicas until ``kaito-ctrl sandbox down`` sends SIGTERM.
 
-It writes ``ready.json`` once everything is up; the ``up`` command waits on that file.
+Like a kubelet under a Deployment, it restarts a kaito-ctrl replica that exits (crashed or killed), on the same
+ports, so a test can SIGKILL the leader and watch the system recover. It writes ``ready.json`` once everything
+is up (and again after each restart, with the new pids); the ``up`` command waits on that file.
 """
 
 from __future__ import annotations
@@ -21,6 +23,21 @@ from kaito_ctrl.sandbox.stack import ControllerProcess, FakeArmProcess, install,
 from kaito_ctrl.testing.binaries import read_versions
 from kaito_ctrl.testing.controlplane import ControlPlane, ControlPlaneOptions
 
+# A replica restarted this often within the window is crash-looping: the sandbox stops instead.
+MAX_RESTARTS, RESTART_WINDOW = 5, 60.0
+
+
+def _event(**fields: Any) -> None:
+    print(json.dumps({"time": time.time(), **fields}), file=sys.stderr, flush=True)
+
+
+def _write_ready(info: dict[str, Any], controllers: list[ControllerProcess]) -> None:
+    info["controller"] = controllers[0].info()
+    info["controllers"] = [c.info() for c in controllers]
+    tmp = paths.ready_file().with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=2))
+    tmp.replace(paths.ready_file())
+
 
 def main() -> int:
     logsetup.configure(fmt="json")
@@ -31,6 +48,7 @@ def main() -> int:
     workdir = root / "controlplane"
     shutil.rmtree(workdir, ignore_errors=True)
     mode = os.environ.get("KAITO_NODE_PROVISIONER", "nodeclaim")
+    replicas = max(1, int(os.environ.get("KAITO_SANDBOX_REPLICAS", "1")))
     # With a node provisioner, GPU nodes come from agent pools on the fake ARM server; BYO gets two up front.
     options = (
         ControlPlaneOptions(workdir=workdir)
@@ -38,22 +56,27 @@ def main() -> int:
         else ControlPlaneOptions(workdir=workdir, gpu_nodes=())
     )
     cp = ControlPlane(options)
-    controller: ControllerProcess | None = None
+    controllers: list[ControllerProcess] = []
     fake_arm: FakeArmProcess | None = None
     try:
         cp.start()
-        controller = ControllerProcess(
-            workdir=root, kubeconfig=workdir / "kaito-ctrl.kubeconfig", node_provisioner=mode
-        )
+        kubeconfig = workdir / "kaito-ctrl.kubeconfig"
+        controllers = [
+            ControllerProcess(workdir=root, kubeconfig=kubeconfig, node_provisioner=mode, replica=i)
+            for i in range(replicas)
+        ]
+        # Every replica serves the webhook on its own port; the apiserver calls the first one's.
         if mode != "byo":
             shutil.rmtree(root / "fake-arm", ignore_errors=True)
             fake_arm = FakeArmProcess(state_dir=root / "fake-arm", kubeconfig=cp.kubeconfig)
             fake_arm.start()
             # A short backoff cap so a cleared fault is retried within seconds in a demo (default 300 s).
-            controller.extra_env = {**fake_arm.azure_env(), "KAITO_CLOUD_BACKOFF_CAP": "15"}
-        install(cp, controller)
-        service_account_kubeconfig(cp, controller.kubeconfig)
-        controller.start()
+            for c in controllers:
+                c.extra_env = {**fake_arm.azure_env(), "KAITO_CLOUD_BACKOFF_CAP": "15"}
+        install(cp, controllers[0])
+        service_account_kubeconfig(cp, kubeconfig)
+        for c in controllers:
+            c.start()
         info: dict[str, Any] = {
             "pid": os.getpid(),
             "kubeconfig": cp.kubeconfig,
@@ -62,26 +85,33 @@ def main() -> int:
             "versions": read_versions(cp.bin_dir),
             "started": time.time(),
             "components": sorted(cp.pids()),
-            "controller": controller.info(),
             "fake_arm": fake_arm.ready if fake_arm is not None else None,
         }
-        tmp = paths.ready_file().with_suffix(".tmp")
-        tmp.write_text(json.dumps(info, indent=2))
-        tmp.replace(paths.ready_file())
-        while not stop.wait(timeout=2.0):
+        _write_ready(info, controllers)
+        restarts: list[float] = []
+        while not stop.wait(timeout=1.0):
             missing = [n for n in info["components"] if n not in cp.pids()]
-            if not controller.alive():
-                missing.append("kaito-ctrl")
             if fake_arm is not None and not fake_arm.alive():
                 missing.append("fake-arm")
             if missing:
-                print(json.dumps({"event": "component exited", "components": missing}), file=sys.stderr)
+                _event(event="component exited", components=missing)
                 return 1
+            for c in controllers:
+                if c.alive():
+                    continue
+                now = time.monotonic()
+                restarts = [t for t in restarts if now - t < RESTART_WINDOW] + [now]
+                if len(restarts) > MAX_RESTARTS:
+                    _event(event="kaito-ctrl is crash-looping; stopping", replica=c.replica)
+                    return 1
+                _event(event="kaito-ctrl exited; restarting", replica=c.replica, code=c.exit_code())
+                c.start(timeout=120)
+                _write_ready(info, controllers)
         return 0
     finally:
         paths.ready_file().unlink(missing_ok=True)
-        if controller is not None:
-            controller.stop()
+        for c in controllers:
+            c.stop()
         if fake_arm is not None:
             fake_arm.stop()
         cp.stop()
