@@ -52,5 +52,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     ``--chaos-full``."""
     if "chaos_seed" in metafunc.fixturenames:
         full = metafunc.config.getoption("--chaos-full", default=False)
-        count = int(os.environ.get("KAITO_CHAOS_SEEDS", "50")) if full else 2
+        # A module may size its own matrix (CHAOS_SEEDS_FULL / CHAOS_SEEDS_QUICK) when one run is long.
+        full_default = getattr(metafunc.module, "CHAOS_SEEDS_FULL", 50)
+        quick = getattr(metafunc.module, "CHAOS_SEEDS_QUICK", 2)
+        count = int(os.environ.get("KAITO_CHAOS_SEEDS", str(full_default))) if full else quick
         metafunc.parametrize("chaos_seed", range(count), ids=[f"seed{s}" for s in range(count)])
