@@ -59,7 +59,9 @@ bench: install binaries
 	@$(BIN)/python -m bench.run_all
 
 chaos: install binaries
-	@$(BIN)/pytest tests e2e -q -m chaos --chaos-full $(PYTEST_ARGS)
+	@rm -f .chaos-report.jsonl
+	@KAITO_CHAOS_REPORT=$(CURDIR)/.chaos-report.jsonl $(BIN)/pytest tests e2e -q -p no:cacheprovider -m chaos --chaos-full $(PYTEST_ARGS)
+	@$(BIN)/python hack/chaos_summary.py .chaos-report.jsonl
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -146,6 +147,7 @@ class FakeArmProcess:
     join_delay: float = 2.0
     popen: subprocess.Popen[bytes] | None = None
     ready: dict[str, Any] = field(default_factory=dict)
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
     @property
     def log_path(self) -> Path:
@@ -155,6 +157,10 @@ class FakeArmProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         ready_file = self.state_dir / "ready.json"
         ready_file.unlink(missing_ok=True)
+        # Kept beside the state (0600) so tests can check it never shows up in a log; never printed.
+        token_file = self.state_dir / "token"
+        token_file.write_text(self.token)
+        token_file.chmod(0o600)
         log = self.log_path.open("ab")
         self.popen = subprocess.Popen(
             [
@@ -186,8 +192,8 @@ class FakeArmProcess:
             "LOCATION": r["location"],
             "ARM_BASE_URL": r["url"],
             "ARM_CA_BUNDLE": r["ca_file"],
-            # The fake accepts any bearer token; a real cluster uses workload identity instead.
-            "ARM_STATIC_TOKEN": "sandbox",
+            # The fake accepts any bearer token; a random one lets tests prove it never reaches a log.
+            "ARM_STATIC_TOKEN": self.token,
             "ARM_POLLING_INTERVAL": "1",
         }
 

