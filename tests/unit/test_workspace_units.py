@@ -203,3 +203,31 @@ async def test_node_object_deletion_skips_a_kind_whose_crd_is_absent() -> None:
     ws = WorkspaceSpec({"metadata": {"name": "w", "namespace": "ns", "uid": "u"}})
     assert await nodes.delete_all(ws) == 0
     assert client.deleted == []
+
+
+def test_covers_accepts_server_defaults_and_rejects_drift() -> None:
+    from kaito_ctrl.controllers.workspace.reconciler import covers
+
+    want = {
+        "spec": {"ports": [{"name": "http", "port": 80}], "selector": {"app": "x"}},
+        "metadata": {"labels": {"a": "1"}},
+    }
+    live = {
+        "spec": {
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 80}],
+            "selector": {"app": "x"},
+            "clusterIP": "10.0.0.1",
+        },
+        "metadata": {"labels": {"a": "1", "extra": "y"}, "resourceVersion": "5"},
+    }
+    assert covers(live, want)
+    edited = {**live, "spec": {**live["spec"], "ports": [{"name": "http", "port": 8080}]}}
+    assert not covers(edited, want), "a hand-edited port is drift"
+    extra_port = {
+        **live,
+        "spec": {**live["spec"], "ports": [*live["spec"]["ports"], {"name": "x", "port": 1}]},
+    }
+    assert not covers(extra_port, want), "an added port is drift"
+    assert not covers({"spec": {"replicas": 2}}, {"spec": {"replicas": 1}})
+    assert covers({"spec": {"replicas": 1, "paused": False}}, {"spec": {"replicas": 1}})
+    assert not covers({"a": True}, {"a": 1}) and covers({"a": "2"}, {"a": 2})

@@ -81,6 +81,7 @@ class WorkspaceReconciler:
         statefulsets: SharedInformer,
         pods: SharedInformer,
         jobs: SharedInformer | None = None,
+        services: SharedInformer | None = None,
         image_registry: str,
         deletion_timeout: float = 300.0,
     ) -> None:
@@ -91,6 +92,9 @@ class WorkspaceReconciler:
         self.statefulsets = statefulsets
         self.pods = pods
         self.jobs = jobs
+        self.services = services
+        # Workloads just written, by key: observed from the apply response until the cache has caught up.
+        self._written: dict[str, dict[str, Any]] = {}
         self.image_registry = image_registry
         self.deletion_timeout = deletion_timeout
 
@@ -157,15 +161,33 @@ class WorkspaceReconciler:
                 ws, nodes=nodes, node_requirements=requirements, registry=self.image_registry
             )
         for obj in objects:
+            live = self._cached(obj)
+            if live is not None and covers(
+                live, {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
+            ):
+                continue  # already as rendered: no write (hand edits to our fields still differ, and are applied)
             if obj["kind"] == "Service":
                 await self.apply_service(obj)
             else:
-                await self.client.apply(KINDS[obj["kind"]], obj)
+                written = await self.client.apply(KINDS[obj["kind"]], obj)
+                if obj["kind"] in ("Deployment", "StatefulSet"):
+                    self._written[f"{ws.namespace}/{ws.name}"] = written
         # A preset that changed size moves between Deployment and StatefulSet: remove the other kind.
         other = STATEFULSETS if nodes <= 1 else DEPLOYMENTS
         cache = self.statefulsets if nodes <= 1 else self.deployments
         if cache.store.get(f"{ws.namespace}/{ws.name}") is not None:
             await self.client.delete(other, ws.name, ws.namespace)
+
+    def _cached(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        cache = {
+            "Deployment": self.deployments,
+            "StatefulSet": self.statefulsets,
+            "Service": self.services,
+        }.get(obj["kind"])
+        if cache is None:
+            return None
+        meta = obj["metadata"]
+        return cache.store.get(f"{meta.get('namespace')}/{meta['name']}")
 
     async def reconcile_tuning(self, ws: WorkspaceSpec, observed: Observed) -> Result:
         observed.nodes = await self.provisioner.ensure(ws, 1)
@@ -223,7 +245,12 @@ class WorkspaceReconciler:
 
     def observe_workload(self, ws: WorkspaceSpec, observed: Observed) -> None:
         key = f"{ws.namespace}/{ws.name}"
-        workload = self.deployments.store.get(key) or self.statefulsets.store.get(key)
+        cached = self.deployments.store.get(key) or self.statefulsets.store.get(key)
+        written = self._written.pop(key, None)
+        # The cache may not have the workload just applied yet: the apply's answer is as fresh.
+        workload = (
+            cached if cached is not None and (written is None or _rv(cached) >= _rv(written)) else written
+        )
         pods = [
             p for p in self.pods.store.list()
             if p["metadata"].get("namespace") == ws.namespace
@@ -392,3 +419,31 @@ def _parse_time(value: str) -> float:
     import datetime as dt
 
     return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
+
+
+def _rv(obj: dict[str, Any]) -> int:
+    try:
+        return int(obj["metadata"].get("resourceVersion") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def covers(live: Any, want: Any) -> bool:
+    """True when every field of ``want`` has the same value in ``live`` (the server may add defaults).
+
+    Lists must match element by element. When this says no, the object is applied, so an imprecise answer
+    only costs a write, never a missed repair.
+    """
+    if isinstance(want, dict):
+        return isinstance(live, dict) and all(k in live and covers(live[k], v) for k, v in want.items())
+    if isinstance(want, list):
+        return isinstance(live, list) and len(live) == len(want) and all(map(covers, live, want))
+    if isinstance(want, bool) or isinstance(live, bool):
+        return live is want
+    if isinstance(want, int | float) and isinstance(live, int | float):
+        return live == want
+    return (
+        str(live) == str(want)
+        if isinstance(want, int | float) or isinstance(live, int | float)
+        else live == want
+    )

@@ -55,6 +55,7 @@ def setup(manager: Manager, client: Any, settings: Settings) -> Controller:
         statefulsets=statefulsets,
         pods=pods,
         jobs=jobs,
+        services=services,
         image_registry=settings.image_registry,
         deletion_timeout=settings.deletion_timeout,
     )
