@@ -105,8 +105,7 @@ class WorkspaceReconciler:
         ws = WorkspaceSpec(copy.deepcopy(obj))
         if ws.obj["metadata"].get("deletionTimestamp"):
             return await self.finalize(ws)
-        if not await self.ensure_finalizer(ws):
-            return Result()  # the patch will come back as an event
+        await self.ensure_finalizer(ws)
         observed = Observed()
         observed.target = self.target_node_count(ws, observed)
         if ws.tuning is not None:
@@ -123,18 +122,19 @@ class WorkspaceReconciler:
         return Result()
 
     # ------------------------------------------------------------------ steps
-    async def ensure_finalizer(self, ws: WorkspaceSpec) -> bool:
+    async def ensure_finalizer(self, ws: WorkspaceSpec) -> None:
+        """Add the finalizer and go on with the patched object (no wait for the watch to bring it back)."""
         finalizers = list(ws.obj["metadata"].get("finalizers") or [])
         if L.WORKSPACE_FINALIZER in finalizers:
-            return True
-        await self.client.merge_patch(
+            return
+        patched = await self.client.merge_patch(
             WORKSPACES,
             ws.name,
             {"metadata": {"finalizers": [*finalizers, L.WORKSPACE_FINALIZER]}},
             ws.namespace,
             resource_version=ws.obj["metadata"].get("resourceVersion"),
         )
-        return False
+        ws.obj["metadata"] = patched["metadata"]
 
     def target_node_count(self, ws: WorkspaceSpec, observed: Observed) -> int:
         """Set once (status.targetNodeCount), from the estimator; BYO and tuning use the requested count."""
