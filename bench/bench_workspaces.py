@@ -1,0 +1,717 @@
+"""P4 BYO Workspaces to their desired state against a raw-HTTP baseline; P6 the same workload through kopf.
+
+All three systems run against the same control plane, each in a namespace of its own, on the same workload:
+N inference Workspaces (preset phi-3-mini-4k-instruct) whose ``resource.labelSelector`` matches two kwok GPU
+nodes made for this benchmark (and listed in ``preferredNodes``). The clock starts at the first Workspace
+create (N creates, 16 at a time) and stops at the first poll (LIST calls, with a deadline) that finds every
+Workspace in the state a kaito-ctrl reconcile leaves it in when its nodes are ready and no pod runs yet:
+
+- a finalizer on the Workspace,
+- the Service and the Deployment (kaito-ctrl's renderer picks a Deployment for a one-node preset),
+- status written: conditions NodesReady and ResourceReady True, InferenceReady, WorkspaceSucceeded and
+  WorkspaceReady False (no pod is ready), state, targetNodeCount, workerNodes, observedGeneration, with an
+  InferenceReady that has seen the Deployment (the state a Workspace settles in is the target, so a system
+  that writes status early and corrects it later is not rewarded for the early write);
+- and one Event per condition, posted right after the status write.
+
+The systems:
+
+- **kaito-ctrl**: the Workspace controller in-process (``setup(manager, client, settings)``) in BYO mode,
+  no leader election, no webhook, default worker count.
+- **raw HTTP** (baseline of P4): the same writes per Workspace, in kaito-ctrl's order and verbs (merge
+  patch of the finalizer, server-side apply of Service and Deployment with the bodies kaito-ctrl renders,
+  merge patch of status, the Events) through the same ``KubeClient``, with as many workers as kaito-ctrl
+  and none of its informers, queues or repeated reconciles.
+- **kopf** (baseline of P6): ``bench/peers/kopf_workspace/workspace_operator.py``, a minimal kopf operator
+  making the same writes, run as a subprocess from ``bench/peers/.venv`` (``bench/peers/setup.sh``).
+
+The bodies (Service, Deployment, status, Events) are rendered by kaito-ctrl's own reconciler objects from
+the first kaito-ctrl run and checked against what that run wrote. Each figure is the median of 3 runs (1 with
+``--quick``); runs of the three systems alternate so that drift of the machine hits each alike.
+
+``python -m bench.bench_workspaces [--quick]`` starts its own control plane (no kube-controller-manager, so
+Deployments make no pods) when ``KAITO_BENCH_KUBECONFIG`` is unset and prints the rows as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import copy
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import structlog
+import yaml
+
+from kaito_ctrl import logsetup
+from kaito_ctrl.api import labels as L
+from kaito_ctrl.controllers.workspace.reconciler import WorkspaceReconciler
+from kaito_ctrl.controllers.workspace.setup import setup
+from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
+from kaito_ctrl.controllers.workspace.workload import render_inference
+from kaito_ctrl.kube import conditions as cond
+from kaito_ctrl.kube.client import KubeClient
+from kaito_ctrl.kube.errors import Conflict, TooManyRequests
+from kaito_ctrl.kube.resources import (
+    CRDS,
+    DEPLOYMENTS,
+    EVENTS,
+    NAMESPACES,
+    NODES,
+    SERVICES,
+    WORKSPACES,
+    Resource,
+)
+from kaito_ctrl.runtime.gctuning import tune_gc
+from kaito_ctrl.runtime.manager import Manager
+from kaito_ctrl.settings import Settings
+from kaito_ctrl.testing.gpunodes import GpuNodeSpec, gpu_node_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+PEERS = REPO / "bench" / "peers"
+KOPF_OPERATOR = PEERS / "kopf_workspace" / "workspace_operator.py"
+CRD_FILE = REPO / "manifests" / "crds" / "kaito.sh_workspaces.yaml"
+SERVICE_CIDRS = Resource("networking.k8s.io", "v1", "servicecidrs", "ServiceCIDR", namespaced=False)
+
+PRESET = "phi-3-mini-4k-instruct"
+NODE_LABEL = ("apps", "kaito-bench-workspaces")
+NODE_NAMES = ("bench-ws-gpu-0", "bench-ws-gpu-1")
+# The harness's service range is a /24: 500 ClusterIP Services per system need a second range.
+EXTRA_SERVICE_CIDR = ("kaito-bench-workspaces", "10.1.0.0/16")
+CREATE_CONCURRENCY = 16
+# One client setting for every in-process system. `kaito-ctrl run` keeps client-go's 30 qps / burst 50; at
+# that rate both kaito-ctrl and the baseline would measure the token bucket, not the code.
+CLIENT_QPS = 2000
+WORKERS = Settings().workspace_workers
+WARMUP = "warmup"
+# InferenceReady's message while the Deployment is not yet in the controller's cache (observe_workload).
+UNOBSERVED_WORKLOAD = "the workload is being created"
+PLACEHOLDERS = {"name": "@@ws-name@@", "namespace": "@@ws-namespace@@", "uid": "@@ws-uid@@"}
+KOPF_VERSION = next(
+    (
+        line.split("==", 1)[1].strip()
+        for line in (PEERS / "requirements.txt").read_text().splitlines()
+        if line.startswith("kopf==")
+    ),
+    "?",
+)
+
+log = structlog.get_logger("bench.workspaces")
+
+
+# ---------------------------------------------------------------------------- the workload
+def workspace(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": WORKSPACES.api_version,
+        "kind": "Workspace",
+        "metadata": {"name": name},
+        "resource": {
+            "labelSelector": {"matchLabels": {NODE_LABEL[0]: NODE_LABEL[1]}},
+            "preferredNodes": list(NODE_NAMES),
+        },
+        "inference": {"preset": {"name": PRESET}},
+    }
+
+
+@dataclass
+class Templates:
+    """kaito-ctrl's writes for one Workspace, with placeholders for its name, namespace and uid."""
+
+    objects_json: str
+    status: dict[str, Any]  # conditions without lastTransitionTime / observedGeneration
+    events: list[dict[str, str]]
+
+    def objects(self, name: str, namespace: str, uid: str) -> list[dict[str, Any]]:
+        text = self.objects_json
+        for key, value in (("name", name), ("namespace", namespace), ("uid", uid)):
+            text = text.replace(PLACEHOLDERS[key], value)
+        out: list[dict[str, Any]] = orjson.loads(text)
+        return out
+
+    def status_for(self, generation: int) -> dict[str, Any]:
+        now = cond.rfc3339(time.time())
+        status = copy.deepcopy(self.status)
+        for c in status["conditions"]:
+            c["lastTransitionTime"] = now
+            c["observedGeneration"] = generation
+        status["observedGeneration"] = generation
+        return status
+
+    def dump(self, path: Path) -> None:
+        path.write_text(
+            json.dumps(
+                {
+                    "placeholders": PLACEHOLDERS,
+                    "objects_json": self.objects_json,
+                    "status": self.status,
+                    "events": self.events,
+                }
+            )
+        )
+
+
+def templates_from(
+    reconciler: WorkspaceReconciler, stored: dict[str, Any], live: dict[str, Any]
+) -> Templates:
+    """Render the Service and Deployment as the reconciler does (for a stored Workspace with placeholders) and
+    take the status and Events from a Workspace the reconciler has brought to its desired state."""
+    obj = copy.deepcopy(stored)
+    obj["metadata"].update(
+        name=PLACEHOLDERS["name"], namespace=PLACEHOLDERS["namespace"], uid=PLACEHOLDERS["uid"]
+    )
+    ws = WorkspaceSpec(obj)
+    objects = render_inference(
+        ws,
+        nodes=1,
+        node_requirements=reconciler.provisioner.node_requirements(ws),
+        registry=reconciler.image_registry,
+    )
+    status = copy.deepcopy(live["status"])
+    for c in status["conditions"]:
+        c.pop("lastTransitionTime", None)
+        c.pop("observedGeneration", None)
+    status.pop("observedGeneration", None)
+    events = [
+        {
+            "type": "Normal" if c["status"] == "True" else "Warning",
+            "reason": str(c["reason"])[:128],
+            "message": f"{c['type']}={c['status']}: {c['message']}"[:1024],
+        }
+        for c in status["conditions"]
+    ]
+    return Templates(orjson.dumps(objects).decode(), status, events)
+
+
+def first_mismatch(want: Any, got: Any, path: str = "") -> str | None:
+    """Where ``want`` is not contained in ``got`` (the apiserver adds defaults and drops empty lists)."""
+    if isinstance(want, dict):
+        if not want:
+            return None if got in (None, {}) else path
+        if not isinstance(got, dict):
+            return path
+        for k, v in want.items():
+            found = first_mismatch(v, got.get(k), f"{path}.{k}")
+            if found:
+                return found
+        return None
+    if isinstance(want, list):
+        if not want:
+            return None if got in (None, []) else path
+        if not isinstance(got, list) or len(got) != len(want):
+            return path
+        for i, (a, b) in enumerate(zip(want, got, strict=True)):
+            found = first_mismatch(a, b, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    return None if want == got else path
+
+
+def event_body(ws: dict[str, Any], event: dict[str, str]) -> dict[str, Any]:
+    """An Event as kaito-ctrl's reconciler posts it."""
+    meta = ws["metadata"]
+    ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": ws.get("apiVersion", WORKSPACES.api_version), "kind": "Workspace",
+            "name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
+        },
+        "type": event["type"], "reason": event["reason"], "message": event["message"],
+        "firstTimestamp": ts, "lastTimestamp": ts, "count": 1,
+        "source": {"component": "kaito-ctrl"}, "reportingComponent": "kaito-ctrl",
+    }  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- cluster preparation
+async def poll_until(
+    what: str, check: Callable[[], Awaitable[bool]], timeout: float, interval: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if await check():
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(interval)  # polling interval of a deadline-bounded wait
+
+
+async def prepare_cluster(client: KubeClient) -> None:
+    """Workspace CRD, a second ClusterIP range, the BYO GPU nodes; each step is a no-op when done before."""
+    crd = yaml.safe_load(CRD_FILE.read_text())
+    await client.apply(CRDS, crd, field_manager="kaito-bench")
+
+    async def established() -> bool:
+        live = await client.get(CRDS, crd["metadata"]["name"])
+        return cond.is_true(live, "Established")
+
+    await poll_until("the Workspace CRD to be established", established, 60, 0.2)
+    name, cidr = EXTRA_SERVICE_CIDR
+    with contextlib.suppress(Conflict):
+        await client.create(SERVICE_CIDRS, {"metadata": {"name": name}, "spec": {"cidrs": [cidr]}})
+    for node in NODE_NAMES:
+        spec = GpuNodeSpec(node, instance_type="Standard_NC6s_v3", gpus=1, extra_labels=dict([NODE_LABEL]))
+        with contextlib.suppress(Conflict):
+            await client.create(NODES, gpu_node_manifest(spec))
+
+    async def nodes_ready() -> bool:  # kwok marks them Ready
+        nodes = [await client.get(NODES, n) for n in NODE_NAMES]
+        return all(cond.is_true(node, "Ready") for node in nodes)
+
+    await poll_until("kwok to mark the benchmark GPU nodes Ready", nodes_ready, 60, 0.2)
+
+
+async def new_namespace(client: KubeClient, system: str, run: int) -> str:
+    ns = f"bench-ws-{system}-{run}-{uuid.uuid4().hex[:6]}"
+    await client.create(NAMESPACES, {"metadata": {"name": ns, "labels": {"kaito.sh/bench": "workspaces"}}})
+    return ns
+
+
+# ---------------------------------------------------------------------------- driving and timing
+async def create_workspaces(
+    client: KubeClient,
+    namespace: str,
+    names: list[str],
+    on_created: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    retry_for: float = 0.0,
+) -> None:
+    sem = asyncio.Semaphore(CREATE_CONCURRENCY)
+
+    async def one(name: str) -> None:
+        deadline = time.monotonic() + retry_for
+        async with sem:
+            while True:
+                try:
+                    created = await client.create(WORKSPACES, workspace(name), namespace)
+                    break
+                except TooManyRequests:  # a freshly established CRD's storage may still be initialising
+                    if time.monotonic() > deadline:
+                        raise
+                await asyncio.sleep(0.2)  # retry interval, bounded by the deadline above
+        if on_created is not None:
+            await on_created(created)
+
+    await asyncio.gather(*(one(n) for n in names))
+
+
+def _converged_workspace(ws: dict[str, Any]) -> bool:
+    """Finalizer, ResourceReady True and an InferenceReady that has seen the Deployment. kaito-ctrl's first
+    status write often comes before its cache holds the Deployment it has just applied (InferenceReady then
+    says UNOBSERVED_WORKLOAD); the state it settles in is the one after the next write."""
+    inference = cond.get_condition(ws, L.COND_INFERENCE_READY)
+    return (
+        bool(ws["metadata"].get("finalizers"))
+        and cond.is_true(ws, L.COND_RESOURCE_READY)
+        and inference is not None
+        and inference.get("message") != UNOBSERVED_WORKLOAD
+    )
+
+
+async def wait_converged(
+    client: KubeClient,
+    namespace: str,
+    names: set[str],
+    timeout: float,
+    alive: Callable[[], str | None] | None = None,
+) -> float:
+    """Poll with LIST calls until every named Workspace has its finalizer and status, and its Service and
+    Deployment exist; return the perf_counter time of the LIST that showed it."""
+    interval = max(0.1, min(0.5, len(names) / 1000))
+    deadline = time.monotonic() + timeout
+    done: set[str] = set()
+    while True:
+        items = await client.list_all(WORKSPACES, namespace)
+        seen = time.perf_counter()
+        done = {w["metadata"]["name"] for w in items if _converged_workspace(w)} & names
+        if done == names:
+            # Each system writes the status after the Service and the Deployment: this check passes at once.
+            selector = L.LABEL_WORKSPACE
+            deployments = {
+                d["metadata"]["name"]
+                for d in await client.list_all(DEPLOYMENTS, namespace, label_selector=selector)
+            }
+            services = {
+                s["metadata"]["name"]
+                for s in await client.list_all(SERVICES, namespace, label_selector=selector)
+            }
+            if names <= deployments and names <= services:
+                return seen
+        problem = alive() if alive is not None else None
+        if problem:
+            raise RuntimeError(problem)
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{len(done)}/{len(names)} Workspaces converged in {namespace} after {timeout:.0f} s"
+            )
+        await asyncio.sleep(interval)  # polling interval of a deadline-bounded wait
+
+
+def names_for(n: int) -> list[str]:
+    return [f"ws-{i:04d}" for i in range(n)]
+
+
+def convergence_timeout(n: int) -> float:
+    return 60 + 0.6 * n
+
+
+async def timed_round(
+    client: KubeClient,
+    namespace: str,
+    n: int,
+    on_created: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    alive: Callable[[], str | None] | None = None,
+) -> float:
+    names = names_for(n)
+    t0 = time.perf_counter()
+    creating = asyncio.create_task(create_workspaces(client, namespace, names, on_created))
+
+    def problem() -> str | None:
+        return _task_error(creating) or (alive() if alive is not None else None)
+
+    try:
+        seen = await wait_converged(client, namespace, set(names), convergence_timeout(n), problem)
+    finally:
+        await creating  # long done by convergence; surfaces a failed create
+    return seen - t0
+
+
+async def warm_up(
+    client: KubeClient,
+    namespace: str,
+    on_created: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    alive: Callable[[], str | None] | None = None,
+) -> None:
+    """One Workspace through the system before the clock runs: caches synced, connections open, code warm."""
+    await create_workspaces(client, namespace, [WARMUP], on_created, retry_for=30)
+    await wait_converged(client, namespace, {WARMUP}, 90, alive)
+
+
+@dataclass
+class Bench:
+    kubeconfig: str
+    client: KubeClient
+    n: int
+    templates: Templates | None = None
+    kcm_active: bool = False
+    # Per kaito-ctrl run: its client's requests by HTTP method while the clock ran, per Workspace.
+    kaito_requests: list[dict[str, float]] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ kaito-ctrl
+    async def run_kaito(self, run: int) -> float:
+        ns = await new_namespace(self.client, "kaito", run)
+        kube = await KubeClient.from_kubeconfig(self.kubeconfig, qps=CLIENT_QPS, burst=CLIENT_QPS)
+        settings = Settings(watch_namespace=ns, node_provisioner="byo", leader_elect=False, webhook=False)
+        manager = Manager(kube, sync_timeout=30)
+        controller = setup(manager, kube, settings)
+        task = asyncio.create_task(manager.run())
+        try:
+            await warm_up(self.client, ns, alive=lambda: _task_failed(task))
+            if self.templates is None:
+                reconciler = controller.reconcile
+                assert isinstance(reconciler, WorkspaceReconciler)
+                await self.capture_templates(reconciler, ns)
+            counts = count_requests(kube)
+            wall = await timed_round(self.client, ns, self.n, alive=lambda: _task_failed(task))
+            self.kaito_requests.append({m: c / self.n for m, c in counts.items()})
+            return wall
+        finally:
+            manager.stop()
+            await task
+            await kube.close()
+
+    async def capture_templates(self, reconciler: WorkspaceReconciler, ns: str) -> None:
+        live = await self.client.get(WORKSPACES, WARMUP, ns)
+        stored = copy.deepcopy(live)
+        stored.pop("status", None)
+        templates = templates_from(reconciler, stored, live)
+        # The rendered bodies must be what the controller wrote.
+        uid = live["metadata"]["uid"]
+        for obj in templates.objects(WARMUP, ns, uid):
+            res = SERVICES if obj["kind"] == "Service" else DEPLOYMENTS
+            got = await self.client.get(res, WARMUP, ns)
+            where = first_mismatch({k: obj[k] for k in ("metadata", "spec")}, got)
+            if where:
+                raise AssertionError(f"rendered {obj['kind']} differs from kaito-ctrl's at {where}")
+            if res is DEPLOYMENTS and (got.get("status") or {}).get("observedGeneration"):
+                self.kcm_active = True
+        self.templates = templates
+
+    # ------------------------------------------------------------------ raw HTTP baseline
+    async def run_raw(self, run: int) -> float:
+        assert self.templates is not None
+        templates = self.templates
+        ns = await new_namespace(self.client, "raw", run)
+        kube = await KubeClient.from_kubeconfig(self.kubeconfig, qps=CLIENT_QPS, burst=CLIENT_QPS)
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+        async def handle(ws: dict[str, Any]) -> None:
+            meta = ws["metadata"]
+            name, uid = meta["name"], meta["uid"]
+            await kube.merge_patch(
+                WORKSPACES, name, {"metadata": {"finalizers": [L.WORKSPACE_FINALIZER]}}, ns,
+                resource_version=meta["resourceVersion"],
+            )  # fmt: skip
+            for obj in templates.objects(name, ns, uid):
+                await kube.apply(SERVICES if obj["kind"] == "Service" else DEPLOYMENTS, obj)
+            status = templates.status_for(int(meta.get("generation") or 0))
+            await kube.merge_patch(WORKSPACES, name, {"status": status}, ns, subresource="status")
+            for event in templates.events:
+                await kube.create(EVENTS, event_body(ws, event), ns)
+
+        async def worker() -> None:
+            while True:
+                ws = await queue.get()
+                try:
+                    await handle(ws)
+                finally:
+                    queue.task_done()
+
+        async def enqueue(ws: dict[str, Any]) -> None:
+            queue.put_nowait(ws)
+
+        workers = [asyncio.create_task(worker()) for _ in range(WORKERS)]
+
+        def failed() -> str | None:
+            return next((p for p in (_task_failed(w) for w in workers) if p), None)
+
+        try:
+            await warm_up(self.client, ns, enqueue, failed)
+            return await timed_round(self.client, ns, self.n, enqueue, failed)
+        finally:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            await kube.close()
+
+    # ------------------------------------------------------------------ kopf
+    async def run_kopf(self, run: int, workdir: Path) -> float:
+        assert self.templates is not None
+        ns = await new_namespace(self.client, "kopf", run)
+        templates_file = workdir / "templates.json"
+        self.templates.dump(templates_file)
+        log_path = workdir / f"kopf-{run}.log"
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "KAITO_BENCH_TEMPLATES": str(templates_file)}
+        env.pop("PYTHONPATH", None)
+        with log_path.open("wb") as out:
+            proc = await asyncio.create_subprocess_exec(
+                str(PEERS / ".venv" / "bin" / "python"), "-m", "kopf", "run", "--standalone",
+                "--namespace", ns, str(KOPF_OPERATOR),
+                env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(workdir),
+            )  # fmt: skip
+
+        def exited() -> str | None:
+            if proc.returncode is None:
+                return None
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+            return f"kopf exited with {proc.returncode}: {tail}"
+
+        try:
+            await warm_up(self.client, ns, alive=exited)
+            return await timed_round(self.client, ns, self.n, alive=exited)
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), 20)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+
+
+def count_requests(kube: KubeClient) -> collections.Counter[str]:
+    """Count the client's requests by HTTP method from now on (watch streams are not counted)."""
+    counts: collections.Counter[str] = collections.Counter()
+    request = kube.request
+
+    async def counted(method: str, path: str, **kw: Any) -> Any:
+        counts[method] += 1
+        return await request(method, path, **kw)
+
+    kube.request = counted  # type: ignore[method-assign]
+    return counts
+
+
+def _task_error(task: asyncio.Task[Any]) -> str | None:
+    """Why a task that may finish (the creates) failed, or None while it runs or when it succeeded."""
+    if not task.done() or task.cancelled() or task.exception() is None:
+        return None
+    return f"failed: {task.exception()!r}"
+
+
+def _task_failed(task: asyncio.Task[Any]) -> str | None:
+    """Why a task that must run until stopped (a manager, a worker) has ended, or None."""
+    if not task.done():
+        return None
+    if task.cancelled():
+        return "task cancelled"
+    exc = task.exception()
+    return f"task ended early: {exc!r}" if exc else "task ended early"
+
+
+def ensure_kopf() -> str | None:
+    """Create or reuse bench/peers/.venv; return why kopf is unavailable, or None."""
+    try:
+        res = subprocess.run(
+            ["bash", str(PEERS / "setup.sh")], capture_output=True, text=True, timeout=600, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"bench/peers/setup.sh failed: {e}"
+    if res.returncode != 0:
+        lines = (res.stderr or res.stdout).strip().splitlines()
+        return f"bench/peers/setup.sh exited {res.returncode}: {' '.join(lines[-3:])[:300]}"
+    return None
+
+
+async def measure(kubeconfig: str, n: int, runs: int) -> dict[str, Any]:
+    client = await KubeClient.from_kubeconfig(kubeconfig, qps=CLIENT_QPS, burst=CLIENT_QPS)
+    kopf_problem = await asyncio.to_thread(ensure_kopf)
+    walls: dict[str, list[float]] = {"kaito": [], "raw": [], "kopf": []}
+    kopf_errors: list[str] = []
+    bench = Bench(kubeconfig, client, n)
+    try:
+        await prepare_cluster(client)
+        with tempfile.TemporaryDirectory(prefix="kaito-bench-ws-") as tmp:
+            for run in range(runs):
+                walls["kaito"].append(await bench.run_kaito(run))
+                walls["raw"].append(await bench.run_raw(run))
+                if kopf_problem is None:
+                    try:
+                        walls["kopf"].append(await bench.run_kopf(run, Path(tmp)))
+                    except (RuntimeError, TimeoutError) as e:
+                        kopf_errors.append(str(e)[:300])
+                log.info("workspaces bench run", run=run, **{k: v[-1] for k, v in walls.items() if v})
+    finally:
+        await client.close()
+    return {
+        "walls": walls,
+        "kopf_problem": kopf_problem,
+        "kopf_errors": kopf_errors,
+        "kcm": bench.kcm_active,
+        "kaito_requests": bench.kaito_requests,
+        # The raw baseline's requests per Workspace: finalizer, 2 applies, status (PATCH), Events (POST).
+        "raw_requests": {"PATCH": 4.0, "POST": float(len(bench.templates.events))} if bench.templates else {},
+    }
+
+
+def rows_from(n: int, runs: int, got: dict[str, Any]) -> list[dict[str, Any]]:
+    walls: dict[str, list[float]] = got["walls"]
+    kaito, raw = statistics.median(walls["kaito"]), statistics.median(walls["raw"])
+    ratio = kaito / raw
+    per_run = "; ".join(f"{k} {', '.join(f'{w:.2f}' for w in v)} s" for k, v in walls.items() if v)
+    setup_note = (
+        f"median of {runs}; {CREATE_CONCURRENCY} concurrent creates, {WORKERS} workers, "
+        f"client {CLIENT_QPS} qps"
+    )
+    kcm = "; kube-controller-manager ran (ReplicaSets and Pods too)" if got["kcm"] else ""
+    methods = sorted({m for r in got["kaito_requests"] for m in r})
+    kaito_req = ", ".join(
+        f"{m} {statistics.median(r.get(m, 0.0) for r in got['kaito_requests']):.1f}" for m in methods
+    )
+    raw_req = ", ".join(f"{m} {c:.0f}" for m, c in sorted(got["raw_requests"].items()))
+    requests = f"; requests per Workspace (create excluded): kaito-ctrl {kaito_req}; raw {raw_req}"
+    rows: list[dict[str, Any]] = [
+        {
+            "id": "P4",
+            "name": f"{n} BYO Workspaces to desired state (finalizer, Service, Deployment, status, Events)",
+            "value": kaito,
+            "unit": "s",
+            "baseline_name": "raw HTTP, same writes and bodies",
+            "baseline_value": raw,
+            "ratio": ratio,
+            "target": "<= 1.3x",
+            "met": ratio <= 1.3,
+            "note": f"{setup_note}; runs: {per_run}{requests}{kcm}",
+        }
+    ]
+    kaito_rate = n / kaito
+    if walls["kopf"]:
+        kopf = statistics.median(walls["kopf"])
+        kopf_rate = n / kopf
+        note = f"median of {len(walls['kopf'])}; kopf walls {', '.join(f'{w:.2f}' for w in walls['kopf'])} s"
+        if got["kopf_errors"]:
+            note += f"; {len(got['kopf_errors'])} kopf run(s) failed: {got['kopf_errors'][0]}"
+        rows.append(
+            {
+                "id": "P6",
+                "name": f"{n} BYO Workspaces: kaito-ctrl throughput vs a minimal kopf operator",
+                "value": kaito_rate,
+                "unit": "Workspaces/s",
+                "baseline_name": f"kopf {KOPF_VERSION} (same writes, subprocess)",
+                "baseline_value": kopf_rate,
+                "ratio": kaito_rate / kopf_rate,
+                "target": ">= 5x",
+                "met": kaito_rate / kopf_rate >= 5,
+                "note": note,
+            }
+        )
+    else:
+        why = got["kopf_problem"] or "; ".join(got["kopf_errors"]) or "kopf did not run"
+        rows.append(
+            {
+                "id": "P6",
+                "name": f"{n} BYO Workspaces: kaito-ctrl throughput vs a minimal kopf operator",
+                "value": kaito_rate,
+                "unit": "Workspaces/s",
+                "baseline_name": f"kopf {KOPF_VERSION}",
+                "baseline_value": None,
+                "ratio": None,
+                "target": ">= 5x",
+                "met": False,
+                "note": f"no kopf figure: {why}",
+            }
+        )
+    return rows
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    kubeconfig = os.environ.get("KAITO_BENCH_KUBECONFIG")
+    if not kubeconfig:
+        return []  # needs a cluster: run_all or __main__ provides one
+    tune_gc()  # as `kaito-ctrl run` does at start
+    if not structlog.is_configured():
+        logsetup.configure("info", "json")  # `kaito-ctrl run`'s defaults, on stderr
+    n, runs = (50, 1) if quick else (500, 3)
+    got = asyncio.run(measure(kubeconfig, n, runs))
+    return rows_from(n, runs, got)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="50 Workspaces, one run")
+    args = parser.parse_args()
+    if os.environ.get("KAITO_BENCH_KUBECONFIG"):
+        rows = run(quick=args.quick)
+    else:
+        from kaito_ctrl.testing.controlplane import ControlPlane, ControlPlaneOptions
+
+        # No kube-controller-manager: Deployments stay objects, as in the measured state.
+        options = ControlPlaneOptions(controller_manager=False, scheduler=False, kwok=True, gpu_nodes=())
+        with ControlPlane(options) as cp:
+            os.environ["KAITO_BENCH_KUBECONFIG"] = cp.kubeconfig
+            try:
+                rows = run(quick=args.quick)
+            finally:
+                os.environ.pop("KAITO_BENCH_KUBECONFIG", None)
+    print(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
