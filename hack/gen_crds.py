@@ -1,4 +1,5 @@
-"""Write manifests/crds/*.yaml, manifests/webhooks.yaml and their Helm copies from the Python definitions.
+"""Write manifests/crds/*.yaml, manifests/webhooks.yaml, manifests/tuning-params.yaml and their Helm copies from
+the Python definitions (and the training-config template the controller renders).
 
 Usage: python hack/gen_crds.py [--check]   (--check exits 1 when the committed files differ)
 """
@@ -12,6 +13,7 @@ import yaml
 
 from kaito_ctrl.api.karpenter_schema import machine_crd, nodeclaim_crd
 from kaito_ctrl.api.schema import workspace_crd
+from kaito_ctrl.render import environment
 from kaito_ctrl.webhook.registration import ClientConfig, configurations
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +41,40 @@ def render_webhooks() -> dict[Path, str]:
     }
 
 
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings as literal blocks, so the shipped ConfigMaps read like the files they hold."""
+
+
+_BlockDumper.add_representer(
+    str,
+    lambda d, v: d.represent_scalar("tag:yaml.org,2002:str", v, style="|" if "\n" in v else None),
+)
+
+
+def render_tuning_params() -> dict[Path, str]:
+    """Kaito's default LoRA and QLoRA parameter ConfigMaps (``<method>-params-template``), to copy and edit
+    for ``tuning.config``; a Workspace without one gets the same defaults rendered for it."""
+    docs = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"{method}-params-template", "namespace": "kaito-system"},
+            "data": {
+                "training_config.yaml": environment()
+                .get_template("training-config.yaml.j2")
+                .render(method=method)
+            },
+        }
+        for method in ("lora", "qlora")
+    ]
+    text = "---\n".join(yaml.dump(d, Dumper=_BlockDumper, sort_keys=False, width=120) for d in docs)
+    helm = text.replace("namespace: kaito-system", "namespace: {{ .Values.namespace }}")
+    return {
+        REPO / "manifests" / "tuning-params.yaml": HEADER + text,
+        REPO / "manifests" / "helm" / "kaito-ctrl" / "templates" / "tuning-params.yaml": HEADER + helm,
+    }
+
+
 def main() -> int:
     check = "--check" in sys.argv
     stale = []
@@ -51,7 +87,7 @@ def main() -> int:
             else:
                 target.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)
-    for path, text in render_webhooks().items():
+    for path, text in {**render_webhooks(), **render_tuning_params()}.items():
         if check:
             if not path.exists() or path.read_text() != text:
                 stale.append(str(path))
