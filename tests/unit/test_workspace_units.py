@@ -10,6 +10,7 @@ from kaito_ctrl.controllers.workspace.nodes import node_object_name
 from kaito_ctrl.controllers.workspace.rootcause import pod_problem, pods_root_cause
 from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
 from kaito_ctrl.controllers.workspace.workload import render_inference
+from kaito_ctrl.kube.store import Store
 from tests.cases.invalid_workspaces import inference_ws
 
 
@@ -186,17 +187,16 @@ async def test_node_object_deletion_skips_a_kind_whose_crd_is_absent() -> None:
             self.deleted.append(a[1])
 
     class Cache:
-        class store:
-            @staticmethod
-            def list() -> list[dict[str, Any]]:
-                return [
-                    {
-                        "metadata": {
-                            "name": "ws1",
-                            "labels": {"kaito.sh/workspace": "w", "kaito.sh/workspacenamespace": "ns"},
-                        }
+        def __init__(self) -> None:
+            self.store = Store()
+            self.store.upsert(
+                {
+                    "metadata": {
+                        "name": "ws1",
+                        "labels": {"kaito.sh/workspace": "w", "kaito.sh/workspacenamespace": "ns"},
                     }
-                ]
+                }
+            )
 
     client = NoKarpenter()
     nodes = KarpenterNodes(NodeObjectAPI(client, "nodeclaim"), Cache(), Cache())  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kaito_ctrl.api import labels as L
-from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
+from kaito_ctrl.controllers.workspace.spec import BY_WORKSPACE, WorkspaceSpec, ensure_workspace_index
 from kaito_ctrl.kube import conditions as cond
 from kaito_ctrl.kube.informer import SharedInformer
 from kaito_ctrl.kube.machines import INSTANCE_TYPE_LABEL, NodeObjectAPI, state_of
@@ -125,6 +125,10 @@ class KarpenterNodes:
         self.claims = claims
         self.nodes = nodes
         self.mode: str = api.kind
+        # By-workspace indexes: a reconcile reads its own claims and nodes, not every one in the cluster.
+        for informer in (claims, nodes):
+            if informer is not None:  # unit tests may leave one out
+                ensure_workspace_index(informer.store)
 
     @property
     def condition_type(self) -> str:
@@ -137,7 +141,8 @@ class KarpenterNodes:
         ]
 
     def owned(self, ws: WorkspaceSpec) -> list[dict[str, Any]]:
-        return [c for c in self.claims.store.list() if _matches(c, ws.workspace_labels)]
+        key = f"{ws.namespace}/{ws.name}"
+        return [c for c in self.claims.store.by_index(BY_WORKSPACE, key) if _matches(c, ws.workspace_labels)]
 
     async def ensure(self, ws: WorkspaceSpec, target: int) -> NodesResult:
         claims = [c for c in self.owned(ws) if not (c["metadata"].get("deletionTimestamp"))]
@@ -182,7 +187,8 @@ class KarpenterNodes:
             result.conditions.append(NodeCondition(self.condition_type, False, reason, message[:1024]))
             result.reason, result.message = reason, message
             return result
-        nodes = [n for n in self.nodes.store.list() if _matches(n, ws.workspace_labels)]
+        key = f"{ws.namespace}/{ws.name}"
+        nodes = [n for n in self.nodes.store.by_index(BY_WORKSPACE, key) if _matches(n, ws.workspace_labels)]
         ready_nodes = [
             n for n in nodes
             if node_is_ready(n) and node_gpus(n) > 0

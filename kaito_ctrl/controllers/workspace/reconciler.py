@@ -19,7 +19,7 @@ from kaito_ctrl.api.estimator import EstimateError, estimate_nodes
 from kaito_ctrl.controllers.workspace import rootcause
 from kaito_ctrl.controllers.workspace.metrics import TIME_TO_READY
 from kaito_ctrl.controllers.workspace.nodes import NodeProvisioner, NodesResult
-from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
+from kaito_ctrl.controllers.workspace.spec import BY_WORKSPACE, WorkspaceSpec, ensure_workspace_index
 from kaito_ctrl.controllers.workspace.tuning import JobOutcome, job_outcome, render_tuning
 from kaito_ctrl.controllers.workspace.workload import render_inference, render_template_workload
 from kaito_ctrl.kube import conditions as cond
@@ -91,6 +91,7 @@ class WorkspaceReconciler:
         self.deployments = deployments
         self.statefulsets = statefulsets
         self.pods = pods
+        ensure_workspace_index(pods.store)
         self.jobs = jobs
         self.services = services
         # Workloads just written, by key: observed from the apply response until the cache has caught up.
@@ -252,7 +253,7 @@ class WorkspaceReconciler:
             cached if cached is not None and (written is None or _rv(cached) >= _rv(written)) else written
         )
         pods = [
-            p for p in self.pods.store.list()
+            p for p in self.pods.store.by_index(BY_WORKSPACE, key)
             if p["metadata"].get("namespace") == ws.namespace
             and (p["metadata"].get("labels") or {}).get(L.LABEL_WORKSPACE) == ws.name
         ]  # fmt: skip

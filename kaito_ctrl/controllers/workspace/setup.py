@@ -11,7 +11,7 @@ from kaito_ctrl.controllers.workspace.reconciler import WorkspaceReconciler
 from kaito_ctrl.kube.machines import KINDS, NodeObjectAPI, NodeObjectKind
 from kaito_ctrl.kube.resources import DEPLOYMENTS, JOBS, NODES, PODS, SERVICES, STATEFULSETS, WORKSPACES
 from kaito_ctrl.runtime.controller import Controller
-from kaito_ctrl.runtime.handlers import Request, enqueue_for_object, enqueue_for_owner, enqueue_mapped
+from kaito_ctrl.runtime.handlers import Request, enqueue_for_object, enqueue_for_owner, enqueue_mapped, unwrap
 from kaito_ctrl.runtime.manager import Manager
 from kaito_ctrl.settings import Settings
 
@@ -76,18 +76,32 @@ def setup(manager: Manager, client: Any, settings: Settings) -> Controller:
     manager.add_controller(controller)
     mode = settings.node_provisioner
 
-    def count_by_state() -> None:
-        counts: dict[str, int] = {}
-        for w in workspaces.store.list():
-            state = str((w.get("status") or {}).get("state") or "Pending")
-            counts[state] = counts.get(state, 0) + 1
-        for phase in ("Pending", "Ready", "NotReady", "Running", "Succeeded", "Failed"):
-            WORKSPACE_COUNT.labels(phase, mode).set(counts.get(phase, 0))
+    # Workspaces by state, counted incrementally from cache events (a recount per event would be quadratic).
+    states: dict[str, str] = {}
+    counts = dict.fromkeys(("Pending", "Ready", "NotReady", "Running", "Succeeded", "Failed"), 0)
 
-    # Recomputed from the cache on every workspace event: cheap, and always what the cache says.
-    workspaces.add_event_handler(
-        on_add=lambda _o: count_by_state(),
-        on_update=lambda _o, _n: count_by_state(),
-        on_delete=lambda _o: count_by_state(),
-    )
+    def move(key: str, old: str | None, new: str | None) -> None:
+        for phase, step in ((old, -1), (new, 1)):
+            if phase is not None:
+                counts[phase] = counts.get(phase, 0) + step
+                WORKSPACE_COUNT.labels(phase, mode).set(counts[phase])
+        if new is None:
+            states.pop(key, None)
+        else:
+            states[key] = new
+
+    def upsert(obj: dict[str, Any]) -> None:
+        state = str((obj.get("status") or {}).get("state") or "Pending")
+        key = Request.for_object(obj).key
+        if states.get(key) != state:
+            move(key, states.get(key), state)
+
+    def remove(obj: Any) -> None:
+        key = Request.for_object(unwrap(obj)).key
+        if key in states:
+            move(key, states[key], None)
+
+    workspaces.add_event_handler(on_add=upsert, on_update=lambda _o, n: upsert(n), on_delete=remove)
+    for phase, value in counts.items():
+        WORKSPACE_COUNT.labels(phase, mode).set(value)
     return controller

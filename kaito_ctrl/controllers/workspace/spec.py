@@ -91,3 +91,23 @@ class WorkspaceSpec:
     @property
     def workspace_labels(self) -> dict[str, str]:
         return {L.LABEL_WORKSPACE: self.name, L.LABEL_WORKSPACE_NAMESPACE: self.namespace}
+
+
+BY_WORKSPACE = "workspace"
+
+
+def index_by_workspace(obj: dict[str, Any]) -> list[str]:
+    """Index key ``<namespace>/<name>`` of the Workspace an object belongs to, from Kaito's labels (node
+    objects and Nodes carry the workspace namespace as a label; Pods live in the workspace's namespace)."""
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    name = labels.get(L.LABEL_WORKSPACE)
+    if not name:
+        return []
+    namespace = labels.get(L.LABEL_WORKSPACE_NAMESPACE) or meta.get("namespace") or ""
+    return [f"{namespace}/{name}"]
+
+
+def ensure_workspace_index(store: Any) -> None:
+    if not store.has_index(BY_WORKSPACE):
+        store.add_indexer(BY_WORKSPACE, index_by_workspace)
