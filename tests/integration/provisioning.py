@@ -135,16 +135,21 @@ class Rig:
                 await asyncio.wait_for(self.task, 60)
         self.manager = self.task = None
 
-    async def cleanup(self) -> None:
-        """Delete this test's claims while the provisioner still runs, so no finalizer is left behind."""
+    async def cleanup(self, provisioner_running: bool | None = None) -> None:
+        """Delete this test's claims while a provisioner still runs, so no finalizer is left behind; with none
+        running, drop the finalizers by hand."""
         selector = f"{TEST_LABEL}={self.selector_value}"
         for claim in await self.api.list(selector):
             with contextlib.suppress(NotFound):
                 await self.api.delete(claim["metadata"]["name"])
-        if self.manager is None:
+        running = self.manager is not None if provisioner_running is None else provisioner_running
+        if not running:
             for claim in await self.api.list(selector):
                 with contextlib.suppress(NotFound):
-                    await self.api.patch_metadata(claim, {"finalizers": None})
+                    # No resourceVersion lock: nothing else writes these claims now.
+                    await self.kube.merge_patch(
+                        self.api.resource, claim["metadata"]["name"], {"metadata": {"finalizers": None}}
+                    )
             await self.remove_cluster()
             return
 
@@ -229,6 +234,9 @@ class ProvisionerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kaito_ctrl.cli.main", "run"], env=self.env, stdout=log, stderr=log
         )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -93,5 +93,5 @@ async def test_random_sigkills_leave_no_orphan_and_no_duplicate_pool(
             print(json.dumps(figures))
             _report(figures)
         finally:
-            await r.cleanup()
+            await r.cleanup(provisioner_running=proc.alive())
             proc.stop()

@@ -81,5 +81,5 @@ async def test_sigkill_then_restart_leaves_exactly_the_right_pools(
                 # A create resumed after the kill adopts the pool: one PUT, never a second pool.
                 assert r.fake.requests.counts["PUT pool"] == 1, r.fake.requests.counts
         finally:
-            await r.cleanup()
+            await r.cleanup(provisioner_running=proc.alive())
             proc.stop()

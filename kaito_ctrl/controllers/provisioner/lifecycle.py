@@ -204,7 +204,7 @@ class ClaimLifecycle:
             return outcome
         if op is not None and not op.done:
             if self.clock.monotonic() - op.started > self.tunables.launch_timeout:
-                await self.ops.cancel(name)
+                # The create keeps running: termination waits for it before deleting the pool.
                 self._set(draft, launched, "False", "LaunchTimeout",
                           f"agent pool {name} was not provisioned within {self.tunables.launch_timeout:.0f}s")  # fmt: skip
                 await self._delete_claim(obj, "launch timeout")
@@ -365,8 +365,15 @@ class ClaimLifecycle:
             return DONE
         current = self.ops.get(name)
         if current is not None and current.kind == "create":
-            # The create may still finish in the cloud; the delete below removes whatever it made.
-            await self.ops.cancel(name)
+            if not current.done:
+                # Never abandon a create in flight: its PUT may still reach ARM after a delete found nothing,
+                # leaving a pool without a claim. AKS refuses to delete a creating pool anyway; the create's
+                # end enqueues the claim again.
+                await self._mark_terminating(
+                    obj, "WaitingForCreate", f"waiting for agent pool {name}'s create to end"
+                )
+                return Result(requeue_after=OPERATION_POLL)
+            self.ops.pop(name)
         self._capacity_checked.discard(name)
         nodes = self._nodes_of(obj)
         for node in nodes:
