@@ -149,6 +149,18 @@ class ControlPlane:
             time.sleep(down_seconds)  # a deliberate outage length, not synchronisation
         self._start_apiserver()
         self.wait_ready()
+        self.revive()
+
+    def revive(self) -> list[str]:
+        """Start again the components that exited (as a kubelet restarts static pods): kube-controller-manager
+        gives up for good when the apiserver vanishes while it is still starting its controllers."""
+        revived = []
+        for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
+            proc = self._procs.get(name)
+            if proc is not None and proc.popen is not None and proc.popen.poll() is not None:
+                self._start(name, proc.args)
+                revived.append(name)
+        return revived
 
     def stop_apiserver(self) -> None:
         self._stop_proc("kube-apiserver")

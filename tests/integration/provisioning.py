@@ -252,4 +252,4 @@ class ProvisionerProcess:
                 self.proc.kill()
 
     def logs(self) -> str:
-        return "\n".join(p.read_text()[-2000:] for p in sorted(self.log_dir.glob("provisioner-*.log")))
+        return "\n".join(p.read_text()[-6000:] for p in sorted(self.log_dir.glob("provisioner-*.log")))

@@ -18,7 +18,7 @@ import pytest
 from kaito_ctrl.kube import conditions as cond
 from kaito_ctrl.kube.errors import NotFound
 from kaito_ctrl.testing.controlplane import ControlPlane
-from tests.integration.provisioning import ProvisionerProcess, eventually, new_name, rig
+from tests.integration.provisioning import TEST_LABEL, ProvisionerProcess, eventually, new_name, rig
 
 pytestmark = pytest.mark.chaos
 
@@ -71,7 +71,16 @@ async def test_random_sigkills_leave_no_orphan_and_no_duplicate_pool(
                         return False
                 return set(r.pools()) == set(live)
 
-            await eventually(converged, 120, f"convergence (seed {chaos_seed}); logs:\n{proc.logs()}")
+            try:
+                await eventually(converged, 120, f"convergence (seed {chaos_seed})")
+            except AssertionError as e:
+                claims = {
+                    c["metadata"]["name"]: c.get("status")
+                    for c in await r.api.list(f"{TEST_LABEL}={r.selector_value}")
+                }
+                raise AssertionError(
+                    f"{e}\nclaims: {claims}\npools: {list(r.pools())}\nlogs:\n{proc.logs()}"
+                ) from e
             pools = r.pools()
             orphans = sorted(set(pools) - set(live))
             assert not orphans, orphans

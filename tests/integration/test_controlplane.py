@@ -225,3 +225,22 @@ def test_fixture_stop_reaps_every_component(tmp_path: Path) -> None:
     finally:
         cp.stop()
     assert _wait_gone(list(pids.values())) == []
+
+
+def test_apiserver_restart_right_after_start_leaves_every_component_running(tmp_path: Path) -> None:
+    """kube-controller-manager exits for good when the apiserver vanishes while it starts its controllers;
+    the harness starts it again, as a kubelet restarts a static pod, so later tests still have it."""
+    cp = ControlPlane(ControlPlaneOptions(workdir=tmp_path / "cp", gpu_nodes=()))
+    try:
+        cp.start()
+        for _ in range(2):
+            cp.restart_apiserver()
+        assert set(cp.pids()) == {
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kwok",
+        }
+    finally:
+        cp.stop()
