@@ -31,7 +31,8 @@ NOTES = """## How to read the figures
   managedFields stripped, cache and namespace index updated, handlers called) and through kubernetes-asyncio's
   `Watch.unmarshal_event` into `V1Pod` objects, which does only the decoding. orjson alone costs about 11-17 us per
   5 KB event on this machine, so the ceiling of any orjson-based path is roughly 60-85k events/s; we measure about
-  half of that. The ratio to the typed path (about 24-25x on this machine) misses the 30x target: closing it would take
+  half of that; the absolute rate varies between machines of this kind (22-39k events/s seen), the ratio
+  less. The ratio to the typed path (about 24-26x) misses the 30x target: closing it would take
   decoding several events per orjson call or a leaner cache representation, not done yet.
 - **P2** is tracemalloc's count of bytes held per cached ~5 KB Pod after stripping managedFields, parsed dicts
   plus the namespace index. Python dicts and strings cost about 4x the JSON size; the figure sits right at the
@@ -46,12 +47,14 @@ NOTES = """## How to read the figures
   (the reconciler skips applying objects its cache already shows as rendered, goes on with the patched object
   after adding its finalizer, and observes the Deployment from the apply response). What is left of the gap is the
   controller's own path, paid on a 2-core machine that also runs the apiserver and etcd: the watch event, the
-  workqueue, rendering the templates and building status for every reconcile. The 1.3x target is missed.
+  workqueue, rendering the templates and building status for every reconcile. Single runs swing by about 25%
+  on this 2-core machine (the note lists each run's wall time), so read the median against the 1.3x target.
 - **P6** runs the same workload through a minimal kopf operator that does only these writes. The 5x target
   assumed a peer far from the apiserver's own limit; here kopf's wall time is already within about 1.4x of the
   raw baseline, so no controller can be 5x faster than it on this machine: the apiserver is the bottleneck.
-  The figure shows kaito-ctrl about level with kopf while also maintaining informer caches, conditions with
-  root causes, rate limiting and metrics that the kopf operator does not.
+  The figure shows kaito-ctrl level with or ahead of kopf while also maintaining informer caches, conditions
+  with root causes, rate limiting and metrics that the kopf operator does not. The 5x target is missed and
+  cannot be met here.
 - The process tunes the garbage collector (`kaito_ctrl/runtime/gctuning.py`) because the default thresholds made
   the collector walk the whole cache every few hundred events (3x slower decoding); the benchmark uses the same
   setting `kaito-ctrl run` applies.

@@ -12,7 +12,6 @@ import jinja2
 import orjson
 import yaml
 
-
 _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
