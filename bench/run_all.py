@@ -13,6 +13,7 @@ import importlib
 import json
 import os
 import platform
+import re
 import sys
 import time
 import traceback
@@ -63,6 +64,23 @@ NOTES = """## How to read the figures
 """
 
 
+_BOUND = re.compile(r"(>=|<=)\s*([\d.]+)\s*(k)?\s*(x)?")
+
+
+def shortfall(row: dict[str, Any]) -> str:
+    """How far a missed target is, per bound in ``target`` (">= 25k events/s and >= 30x"): " (by 12%; ...)"."""
+    parts = []
+    for op, number, kilo, times in _BOUND.findall(str(row.get("target", ""))):
+        bound = float(number) * (1000 if kilo else 1)
+        actual = row.get("ratio") if times else row.get("value")
+        if not isinstance(actual, int | float) or bound == 0:
+            continue
+        missed = actual < bound if op == ">=" else actual > bound
+        if missed:
+            parts.append(f"by {abs(actual - bound) / bound:.0%} of {number}{kilo}{times}")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -108,7 +126,7 @@ def render(rows: list[dict[str, Any]], errors: list[str], seconds: float, quick:
         ratio = f"{r['ratio']:.2f}x" if isinstance(r.get("ratio"), int | float) else "-"
         out.append(
             f"| {r.get('id')} | {r.get('name')} | {_fmt(r.get('value'))} {r.get('unit', '')} | {base} | {ratio} "
-            f"| {r.get('target', '')} | {'yes' if r.get('met') else 'NO'} | {r.get('note', '')} |"
+            f"| {r.get('target', '')} | {'yes' if r.get('met') else 'NO' + shortfall(r)} | {r.get('note', '')} |"
         )
     if errors:
         out += ["", "## Benchmarks that failed to run", ""] + [f"- {e}" for e in errors]
