@@ -148,6 +148,54 @@ def test_quickstart_in_machine_and_byo_modes(other_mode_sandbox: Sandbox) -> Non
         assert _pool(sb, machines[0]["metadata"]["name"]) is not None
     else:
         assert sb.get_json("nodeclaims")["items"] == [] and sb.get_json("machines")["items"] == []
+    if mode == "byo":
+        # The BYO example: no instance type, the pre-made GPU nodes labelled apps=phi-3 are used as they are.
+        sb.apply_json("quick", yaml.safe_load((REPO / "examples" / "kaito_workspace_byo.yaml").read_text()))
+
+        # No instance type, so kubectl's INSTANCE column is empty: read the conditions instead.
+        def byo_ready() -> bool:
+            obj = sb.get_json("workspace", "workspace-phi-3-byo", "-n", "quick")
+            status = {c["type"]: c["status"] for c in obj.get("status", {}).get("conditions", [])}
+            return (
+                status.get("ResourceReady")
+                == status.get("InferenceReady")
+                == status.get("WorkspaceReady")
+                == "True"
+            )
+
+        wait_for(byo_ready, 180, "the BYO example ready")
+        sb.kubectl("delete", "workspace", "workspace-phi-3-byo", "-n", "quick", "--timeout=120s")
     sb.kubectl("delete", "workspace", "workspace-phi-3-mini", "-n", "quick", "--timeout=120s")
     if mode == "machine":
         wait_for(lambda: _pool(sb, machines[0]["metadata"]["name"]) is None, 120, "the pool deleted")
+
+
+def test_multi_node_example_gets_one_pool_per_node(sandbox: Sandbox, e2e_namespace: str) -> None:
+    if sandbox.external or sandbox.info["controller"]["node_provisioner"] != "nodeclaim":
+        pytest.skip("needs the sandbox in nodeclaim mode")
+    # The example names a model-access Secret, as a user would create it.
+    sandbox.kubectl(
+        "create", "secret", "generic", "hf-token", "-n", e2e_namespace, "--from-literal=token=hf_x"
+    )
+    ws = yaml.safe_load((REPO / "examples" / "kaito_workspace_multinode.yaml").read_text())
+    sandbox.apply_json(e2e_namespace, ws)
+    name = ws["metadata"]["name"]
+    wait_for(lambda: _ready_columns(sandbox, name, e2e_namespace), 240, "the multi-node workspace ready")
+    obj = sandbox.get_json("workspace", name, "-n", e2e_namespace)
+    target = int(obj["status"]["targetNodeCount"])
+    claims = _claims(sandbox, name, e2e_namespace)
+    assert target >= 2 and len(claims) == target, (target, [c["metadata"]["name"] for c in claims])
+    pools = {p["name"]: p for p in sandbox.fake_arm("/pools")}
+    assert all(
+        pools[c["metadata"]["name"]]["properties"]["vmSize"] == "Standard_NC24ads_A100_v4" for c in claims
+    )
+    sts = sandbox.get_json("statefulset", name, "-n", e2e_namespace)
+    assert sts["spec"]["replicas"] == target
+    sandbox.kubectl("delete", "workspace", name, "-n", e2e_namespace, "--timeout=180s")
+    wait_for(
+        lambda: (
+            not any(c["metadata"]["name"] in {p["name"] for p in sandbox.fake_arm("/pools")} for c in claims)
+        ),
+        180,
+        "every pool deleted",
+    )
