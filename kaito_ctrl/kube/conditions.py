@@ -16,6 +16,11 @@ def rfc3339(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_rfc3339(value: str) -> float:
+    """``2006-01-02T15:04:05Z`` (as the apiserver writes timestamps) to epoch seconds."""
+    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
+
+
 def get_condition(obj: dict[str, Any], type_: str) -> Condition | None:
     for c in (obj.get("status") or {}).get("conditions") or []:
         if c.get("type") == type_:

@@ -42,6 +42,17 @@ def service_account_kubeconfig(cp: ControlPlane, path: Path) -> Path:
     return path
 
 
+def terminate(popen: subprocess.Popen[bytes] | None, timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within ``timeout``."""
+    if popen is not None and popen.poll() is None:
+        popen.terminate()
+        try:
+            popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait(timeout=10)
+
+
 @dataclass
 class ControllerProcess:
     workdir: Path
@@ -104,13 +115,7 @@ class ControllerProcess:
         return self.popen.poll() if self.popen is not None else None
 
     def stop(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=10)
+        terminate(self.popen)
 
     def info(self) -> dict[str, Any]:
         return {
@@ -201,10 +206,4 @@ class FakeArmProcess:
         return self.popen is not None and self.popen.poll() is None
 
     def stop(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=10)
+        terminate(self.popen)

@@ -111,6 +111,16 @@ class Rig:
         }
         return self.api.manifest(name, instance_type=vm, labels=labels, storage=storage, **kw)
 
+    async def claim_gone(self, name: str) -> bool:
+        try:
+            await self.api.get(name)
+            return False
+        except NotFound:
+            return True
+
+    async def claim_and_pool_gone(self, name: str) -> bool:
+        return await self.claim_gone(name) and name not in self.pools()
+
     def pools(self) -> dict[str, Any]:
         return {p.name: p for p in self.fake.state.list_pools()}
 

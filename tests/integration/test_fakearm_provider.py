@@ -17,26 +17,13 @@ from kaito_ctrl.controllers.provisioner.cloud.fake.faults import Fault, FaultKin
 from kaito_ctrl.controllers.provisioner.cloud.fake.server import FakeArmServer
 from kaito_ctrl.controllers.provisioner.cloud.fake.state import FakeArmConfig
 from kaito_ctrl.kube.clock import FakeClock
+from tests.integration.provisioning import arm_settings
 
 GPU = "Standard_NC12s_v3"
 
 
 def settings_for(fake: FakeArmServer, **overrides: Any) -> AzureSettings:
-    c = fake.config
-    values: dict[str, Any] = {
-        "subscription_id": c.subscription_id,
-        "resource_group": c.resource_group,
-        "cluster_name": c.cluster_name,
-        "location": c.location,
-        "arm_endpoint": fake.url,
-        "ca_bundle": fake.ca_file,
-        "credential": "static",
-        "static_token": "fake-token",
-        "polling_interval": 0.05,
-        "retry_backoff_factor": 0.01,
-        **overrides,
-    }
-    return AzureSettings(**values)
+    return arm_settings(fake, **overrides)
 
 
 @pytest.fixture

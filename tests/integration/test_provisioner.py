@@ -93,14 +93,7 @@ async def test_deleting_the_node_deletes_its_claim_and_pool(control_plane: Contr
         obj = await eventually(ready, 60, "Ready")
         await r.kube.delete(NODES, obj["status"]["nodeName"])
 
-        async def all_gone() -> bool:
-            try:
-                await r.api.get(name)
-                return False
-            except NotFound:
-                return name not in r.pools()
-
-        await eventually(all_gone, 60, "the claim and its pool to follow the Node")
+        await eventually(lambda: r.claim_and_pool_gone(name), 60, "the claim and its pool to follow the Node")
 
 
 FAULTS = [
@@ -259,14 +252,7 @@ async def test_gc_deletes_a_claim_whose_pool_vanished_once_its_node_is_not_ready
                                   "message": "kubelet stopped posting", "lastHeartbeatTime": None}]}  # fmt: skip
         await r.kube.merge_patch(NODES, node_name, {"status": status}, subresource="status")
 
-        async def claim_gone() -> bool:
-            try:
-                await r.api.get(name)
-                return False
-            except NotFound:
-                return True
-
-        await eventually(claim_gone, 60, "the claim whose pool vanished deleted")
+        await eventually(lambda: r.claim_gone(name), 60, "the claim whose pool vanished deleted")
         with contextlib.suppress(NotFound):
             await r.kube.delete(NODES, node_name)
 
@@ -298,13 +284,6 @@ async def test_launch_timeout_deletes_the_claim_and_its_pool(control_plane: Cont
 
         await eventually(creating, 30, "the slow create to start")
 
-        async def all_gone() -> bool:
-            try:
-                await r.api.get(name)
-                return False
-            except NotFound:
-                return name not in r.pools()
-
         async def terminating() -> dict[str, Any] | None:
             c = cond.get_condition(await r.api.get(name), "InstanceTerminating")
             return c if c and c["reason"] == "WaitingForCreate" else None
@@ -312,7 +291,7 @@ async def test_launch_timeout_deletes_the_claim_and_its_pool(control_plane: Cont
         c = await eventually(terminating, 30, "termination waiting on the create")
         assert name in c["message"], c
         # Past the timeout the claim was deleted; once the create ends, the half-made pool goes too.
-        await eventually(all_gone, 60, "the timed-out claim and its pool gone")
+        await eventually(lambda: r.claim_and_pool_gone(name), 60, "the timed-out claim and its pool gone")
 
 
 async def test_registration_timeout_deletes_a_claim_whose_node_never_joins(
@@ -330,11 +309,8 @@ async def test_registration_timeout_deletes_a_claim_whose_node_never_joins(
         c = await eventually(waiting_for_node, 60, "Registered NodeNotFound")
         assert "Node not registered" in c["message"]
 
-        async def all_gone() -> bool:
-            try:
-                await r.api.get(name)
-                return False
-            except NotFound:
-                return name not in r.pools()
-
-        await eventually(all_gone, 60, "the claim deleted after the registration timeout, pool too")
+        await eventually(
+            lambda: r.claim_and_pool_gone(name),
+            60,
+            "the claim deleted after the registration timeout, pool too",
+        )

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from kaito_ctrl.kube import conditions as cond
-from kaito_ctrl.kube.errors import NotFound
 from kaito_ctrl.testing.controlplane import ControlPlane
 from tests.integration.provisioning import ProvisionerProcess, Rig, eventually, new_name, rig
 
@@ -19,14 +18,6 @@ from tests.integration.provisioning import ProvisionerProcess, Rig, eventually, 
 def pool_state(r: Rig, name: str) -> str | None:
     pool = r.pools().get(name)
     return None if pool is None else str(pool.state)
-
-
-async def _claim_gone(r: Rig, name: str) -> bool:
-    try:
-        await r.api.get(name)
-        return False
-    except NotFound:
-        return True
 
 
 async def _ready(r: Rig, name: str) -> dict[str, Any] | None:
@@ -69,7 +60,7 @@ async def test_sigkill_then_restart_leaves_exactly_the_right_pools(
             if delete:
 
                 async def converged() -> bool:
-                    return await _claim_gone(r, name) and name not in r.pools()
+                    return await r.claim_gone(name) and name not in r.pools()
 
                 check = converged
             else:

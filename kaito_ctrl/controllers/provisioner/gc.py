@@ -20,7 +20,7 @@ import structlog
 from kaito_ctrl.controllers.provisioner import metrics as m
 from kaito_ctrl.controllers.provisioner.agentpool import is_kaito_pool, is_managed, pool_created_at
 from kaito_ctrl.controllers.provisioner.cloud.base import CloudError, CloudProvider
-from kaito_ctrl.controllers.provisioner.nodesync import node_ready
+from kaito_ctrl.controllers.provisioner.nodesync import node_ready, release_node
 from kaito_ctrl.kube import conditions as cond
 from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
 from kaito_ctrl.kube.errors import ApiError, NotFound
@@ -163,9 +163,5 @@ class GarbageCollector:
         m.GARBAGE_COLLECTED.labels("orphan_pool").inc()
 
     async def _release(self, node: dict[str, Any]) -> None:
-        finalizers = [f for f in node["metadata"].get("finalizers") or () if f != TERMINATION_FINALIZER]
-        with contextlib.suppress(NotFound):
-            await self.client.merge_patch(
-                NODES, node["metadata"]["name"], {"metadata": {"finalizers": finalizers}}
-            )
-        m.GARBAGE_COLLECTED.labels("node_finalizer").inc()
+        if await release_node(self.client, node):
+            m.GARBAGE_COLLECTED.labels("node_finalizer").inc()

@@ -27,7 +27,12 @@ from kaito_ctrl.controllers.provisioner.agentpool import (
     pool_spec,
 )
 from kaito_ctrl.controllers.provisioner.cloud.base import AgentPool, CloudError, CloudProvider, Reason
-from kaito_ctrl.controllers.provisioner.nodesync import initialization, initialized_patch, registration_patch
+from kaito_ctrl.controllers.provisioner.nodesync import (
+    initialization,
+    initialized_patch,
+    registration_patch,
+    release_node,
+)
 from kaito_ctrl.controllers.provisioner.operations import Backoff, Operations
 from kaito_ctrl.kube import conditions as cond
 from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
@@ -165,12 +170,12 @@ class ClaimLifecycle:
 
     def _age(self, obj: dict[str, Any]) -> float:
         created = (obj.get("metadata") or {}).get("creationTimestamp")
-        return self.clock.now() - _parse_time(created) if created else 0.0
+        return self.clock.now() - cond.parse_rfc3339(created) if created else 0.0
 
     def _since(self, draft: StatusDraft, type_: str) -> float:
         c = self._condition(draft, type_)
         when = c.get("lastTransitionTime") if c else None
-        return self.clock.now() - _parse_time(when) if when else 0.0
+        return self.clock.now() - cond.parse_rfc3339(when) if when else 0.0
 
     def _nodes_of(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
         provider_id = (obj.get("status") or {}).get("providerID")
@@ -412,7 +417,7 @@ class ClaimLifecycle:
         self.backoff.reset(name)
         # The pool is gone, so its VM is: let its Node objects go too.
         for node in self._nodes_of(obj):
-            await self._release_node(node)
+            await release_node(self.client, node)
         with contextlib.suppress(NotFound):
             await self.api.remove_finalizer(obj)
         self._terminated[obj["metadata"].get("uid", "")] = None
@@ -420,18 +425,6 @@ class ClaimLifecycle:
             self._terminated.popitem(last=False)
         log.info("claim terminated; agent pool deleted", pool=name)
         return DONE
-
-    async def _release_node(self, node: dict[str, Any]) -> None:
-        finalizers = list(node["metadata"].get("finalizers") or [])
-        if TERMINATION_FINALIZER not in finalizers:
-            return
-        with contextlib.suppress(NotFound):
-            await self.client.merge_patch(
-                NODES,
-                node["metadata"]["name"],
-                {"metadata": {"finalizers": [f for f in finalizers if f != TERMINATION_FINALIZER]}},
-                resource_version=node["metadata"].get("resourceVersion"),
-            )
 
     async def _mark_terminating(self, obj: dict[str, Any], reason: str, message: str) -> None:
         draft = StatusDraft.of(obj)
@@ -442,12 +435,6 @@ class ClaimLifecycle:
 
     async def close(self) -> None:
         await self.ops.cancel_all()
-
-
-def _parse_time(value: str) -> float:
-    import datetime as dt
-
-    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
 
 
 __all__ = ["ClaimLifecycle", "Reason", "StatusDraft", "Tunables"]

@@ -8,10 +8,12 @@ requested resource (a GPU above all) shows up in its allocatable.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
 from kaito_ctrl.api.catalog import catalog
+from kaito_ctrl.kube.errors import NotFound
 from kaito_ctrl.kube.machines import (
     INITIALIZED_LABEL,
     REGISTERED_LABEL,
@@ -19,7 +21,9 @@ from kaito_ctrl.kube.machines import (
     UNREGISTERED_TAINT_KEY,
     instance_type,
 )
+from kaito_ctrl.kube.protocols import ObjectClient
 from kaito_ctrl.kube.quantity import parse_quantity
+from kaito_ctrl.kube.resources import NODES
 
 DO_NOT_SYNC_TAINTS_LABEL = "karpenter.sh/do-not-sync-taints"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -144,3 +148,18 @@ def initialized_patch(node: dict[str, Any]) -> dict[str, Any] | None:
     if labels.get(INITIALIZED_LABEL) == "true":
         return None
     return {"metadata": {"labels": {INITIALIZED_LABEL: "true"}}}
+
+
+async def release_node(client: ObjectClient, node: dict[str, Any]) -> bool:
+    """Drop our finalizer from a Node (its VM is gone); False when there was none to drop."""
+    finalizers = list(node["metadata"].get("finalizers") or [])
+    if TERMINATION_FINALIZER not in finalizers:
+        return False
+    with contextlib.suppress(NotFound):
+        await client.merge_patch(
+            NODES,
+            node["metadata"]["name"],
+            {"metadata": {"finalizers": [f for f in finalizers if f != TERMINATION_FINALIZER]}},
+            resource_version=node["metadata"].get("resourceVersion"),
+        )
+    return True

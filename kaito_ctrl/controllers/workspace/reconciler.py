@@ -365,7 +365,7 @@ class WorkspaceReconciler:
         except NotFound:
             return
         created = (
-            _parse_time(str(ws.obj["metadata"].get("creationTimestamp") or ""))
+            cond.parse_rfc3339(str(ws.obj["metadata"].get("creationTimestamp") or ""))
             if ws.obj["metadata"].get("creationTimestamp")
             else now
         )
@@ -398,7 +398,7 @@ class WorkspaceReconciler:
         """Delete the node objects and wait for them, but never past the deletion timeout."""
         remaining = await self.provisioner.delete_all(ws)
         deleted_at = ws.obj["metadata"]["deletionTimestamp"]
-        age = time.time() - _parse_time(deleted_at)
+        age = time.time() - cond.parse_rfc3339(deleted_at)
         if remaining and age < self.deletion_timeout:
             return Result(requeue_after=NODES_REQUEUE)
         if remaining:
@@ -414,12 +414,6 @@ class WorkspaceReconciler:
                 resource_version=ws.obj["metadata"].get("resourceVersion"),
             )  # fmt: skip
         return Result()
-
-
-def _parse_time(value: str) -> float:
-    import datetime as dt
-
-    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
 
 
 def _rv(obj: dict[str, Any]) -> int:
