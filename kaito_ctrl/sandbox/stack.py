@@ -169,7 +169,7 @@ class FakeArmProcess:
         log = self.log_path.open("ab")
         self.popen = subprocess.Popen(
             [
-                sys.executable, "-m", "kaito_ctrl.controllers.provisioner.cloud.fake",
+                sys.executable, "-m", "kaito_ctrl.sandbox.fakearm",
                 "--state-dir", str(self.state_dir), "--kubeconfig", self.kubeconfig,
                 "--create-seconds", str(self.create_seconds), "--delete-seconds", str(self.delete_seconds),
                 "--join-delay", str(self.join_delay), "--retry-after", "1",

@@ -19,14 +19,14 @@ from typing import Any
 
 from kaito_ctrl.controllers.provisioner.cloud.azure import AzureProvider
 from kaito_ctrl.controllers.provisioner.cloud.config import AzureSettings
-from kaito_ctrl.controllers.provisioner.cloud.fake.server import FakeArmServer
-from kaito_ctrl.controllers.provisioner.cloud.fake.state import FakeArmConfig
 from kaito_ctrl.controllers.provisioner.setup import setup
 from kaito_ctrl.kube.client import KubeClient
 from kaito_ctrl.kube.errors import NotFound, TooManyRequests
 from kaito_ctrl.kube.machines import NodeObjectAPI, NodeObjectKind
 from kaito_ctrl.kube.resources import NODES
 from kaito_ctrl.runtime.manager import Manager
+from kaito_ctrl.sandbox.fakearm.server import FakeArmServer
+from kaito_ctrl.sandbox.fakearm.state import FakeArmConfig
 from kaito_ctrl.settings import Settings
 from kaito_ctrl.testing.controlplane import ControlPlane, free_port
 

@@ -12,11 +12,11 @@ from typing import Any
 from kaito_ctrl.controllers.provisioner.cloud.azure import AzureProvider
 from kaito_ctrl.controllers.provisioner.cloud.base import AgentPoolSpec
 from kaito_ctrl.controllers.provisioner.cloud.config import AzureSettings
-from kaito_ctrl.controllers.provisioner.cloud.fake.server import FakeArmServer
-from kaito_ctrl.controllers.provisioner.cloud.fake.state import FakeArmConfig
 from kaito_ctrl.kube.client import KubeClient
 from kaito_ctrl.kube.errors import NotFound
 from kaito_ctrl.kube.resources import NODES
+from kaito_ctrl.sandbox.fakearm.server import FakeArmServer
+from kaito_ctrl.sandbox.fakearm.state import FakeArmConfig
 from kaito_ctrl.testing.controlplane import ControlPlane
 
 

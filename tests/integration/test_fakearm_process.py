@@ -20,7 +20,7 @@ from kaito_ctrl.controllers.provisioner.cloud.azure import AzureProvider
 from kaito_ctrl.controllers.provisioner.cloud.base import AgentPoolSpec
 from kaito_ctrl.controllers.provisioner.cloud.config import AzureSettings
 
-MODULE = "kaito_ctrl.controllers.provisioner.cloud.fake"
+MODULE = "kaito_ctrl.sandbox.fakearm"
 
 
 class FakeProcess:

@@ -13,10 +13,10 @@ import pytest
 from kaito_ctrl.controllers.provisioner.cloud.azure import AzureProvider
 from kaito_ctrl.controllers.provisioner.cloud.base import AgentPoolSpec, CloudError, Reason
 from kaito_ctrl.controllers.provisioner.cloud.config import AzureSettings
-from kaito_ctrl.controllers.provisioner.cloud.fake.faults import Fault, FaultKind
-from kaito_ctrl.controllers.provisioner.cloud.fake.server import FakeArmServer
-from kaito_ctrl.controllers.provisioner.cloud.fake.state import FakeArmConfig
 from kaito_ctrl.kube.clock import FakeClock
+from kaito_ctrl.sandbox.fakearm.faults import Fault, FaultKind
+from kaito_ctrl.sandbox.fakearm.server import FakeArmServer
+from kaito_ctrl.sandbox.fakearm.state import FakeArmConfig
 from tests.integration.provisioning import arm_settings
 
 GPU = "Standard_NC12s_v3"

@@ -16,8 +16,8 @@ from azure.mgmt.compute.aio import ComputeManagementClient
 from azure.mgmt.containerservice.aio import ContainerServiceClient
 
 from kaito_ctrl.controllers.provisioner.cloud.credentials import StaticTokenCredential
-from kaito_ctrl.controllers.provisioner.cloud.fake.server import FakeArmServer
-from kaito_ctrl.controllers.provisioner.cloud.fake.state import FakeArmConfig
+from kaito_ctrl.sandbox.fakearm.server import FakeArmServer
+from kaito_ctrl.sandbox.fakearm.state import FakeArmConfig
 
 API = "2024-01-01"
 BODY: Any = {"properties": {"count": 1, "vmSize": "Standard_NC12s_v3", "nodeTaints": ["sku=gpu:NoSchedule"]}}

@@ -12,11 +12,11 @@ import pytest
 
 from kaito_ctrl.controllers.provisioner.cloud.azure import AzureProvider
 from kaito_ctrl.controllers.provisioner.cloud.base import AgentPoolSpec
-from kaito_ctrl.controllers.provisioner.cloud.fake.faults import Fault, FaultKind
 from kaito_ctrl.kube import conditions as cond
 from kaito_ctrl.kube.errors import NotFound
 from kaito_ctrl.kube.machines import KINDS
 from kaito_ctrl.kube.resources import NODES
+from kaito_ctrl.sandbox.fakearm.faults import Fault, FaultKind
 from kaito_ctrl.testing.controlplane import ControlPlane
 from kaito_ctrl.testing.gpunodes import GpuNodeSpec
 from tests.integration.provisioning import GPU, arm_settings, eventually, new_name, rig

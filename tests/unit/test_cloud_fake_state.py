@@ -8,11 +8,11 @@ from typing import Any, cast
 
 import pytest
 
-from kaito_ctrl.controllers.provisioner.cloud.fake.faults import Fault, FaultBook, FaultKind
-from kaito_ctrl.controllers.provisioner.cloud.fake.joiner import NodeJoiner, parse_taint
-from kaito_ctrl.controllers.provisioner.cloud.fake.state import ArmError, FakeArmConfig, FakeArmState
 from kaito_ctrl.kube.client import KubeClient
 from kaito_ctrl.kube.clock import FakeClock
+from kaito_ctrl.sandbox.fakearm.faults import Fault, FaultBook, FaultKind
+from kaito_ctrl.sandbox.fakearm.joiner import NodeJoiner, parse_taint
+from kaito_ctrl.sandbox.fakearm.state import ArmError, FakeArmConfig, FakeArmState
 
 
 def body(vm: str = "Standard_NC12s_v3", **props: Any) -> dict[str, Any]:

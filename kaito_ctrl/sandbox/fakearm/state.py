@@ -19,9 +19,9 @@ from typing import Any
 import orjson
 import structlog
 
-from kaito_ctrl.controllers.provisioner.cloud.fake.catalog import VmSize, vm_size, vm_sizes
-from kaito_ctrl.controllers.provisioner.cloud.fake.faults import QUOTA_MESSAGE, SKU_MESSAGE, FaultBook
 from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
+from kaito_ctrl.sandbox.fakearm.catalog import VmSize, vm_size, vm_sizes
+from kaito_ctrl.sandbox.fakearm.faults import QUOTA_MESSAGE, SKU_MESSAGE, FaultBook
 
 log = structlog.get_logger(__name__)
 

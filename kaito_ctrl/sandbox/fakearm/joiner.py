@@ -16,11 +16,11 @@ from typing import Any
 import aiohttp
 import structlog
 
-from kaito_ctrl.controllers.provisioner.cloud.fake.catalog import vm_size
-from kaito_ctrl.controllers.provisioner.cloud.fake.state import FakeArmState, PoolRecord
 from kaito_ctrl.kube.client import KubeClient
 from kaito_ctrl.kube.errors import ApiError, Conflict, NotFound
 from kaito_ctrl.kube.resources import NODES
+from kaito_ctrl.sandbox.fakearm.catalog import vm_size
+from kaito_ctrl.sandbox.fakearm.state import FakeArmState, PoolRecord
 
 log = structlog.get_logger(__name__)
 

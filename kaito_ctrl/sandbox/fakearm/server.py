@@ -26,17 +26,17 @@ import orjson
 import structlog
 from aiohttp import web
 
-from kaito_ctrl.controllers.provisioner.cloud.fake.certs import ServerCerts, ensure_certs
-from kaito_ctrl.controllers.provisioner.cloud.fake.faults import Fault, FaultBook, FaultKind
-from kaito_ctrl.controllers.provisioner.cloud.fake.joiner import NodeJoiner
-from kaito_ctrl.controllers.provisioner.cloud.fake.state import (
+from kaito_ctrl.kube.client import KubeClient
+from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
+from kaito_ctrl.sandbox.fakearm.certs import ServerCerts, ensure_certs
+from kaito_ctrl.sandbox.fakearm.faults import Fault, FaultBook, FaultKind
+from kaito_ctrl.sandbox.fakearm.joiner import NodeJoiner
+from kaito_ctrl.sandbox.fakearm.state import (
     ArmError,
     FakeArmConfig,
     FakeArmState,
     Operation,
 )
-from kaito_ctrl.kube.client import KubeClient
-from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
 
 log = structlog.get_logger(__name__)
 

@@ -1,4 +1,4 @@
-"""Run the fake ARM server: ``python -m kaito_ctrl.controllers.provisioner.cloud.fake --port P --state-dir D``.
+"""Run the fake ARM server: ``python -m kaito_ctrl.sandbox.fakearm --port P --state-dir D``.
 
 When it listens it prints one JSON line (url, CA file, admin URL, cluster coordinates) and writes the same to
 ``<state-dir>/ready.json``; SIGTERM or SIGINT stop it.
@@ -16,9 +16,9 @@ from pathlib import Path
 import orjson
 
 from kaito_ctrl import logsetup
-from kaito_ctrl.controllers.provisioner.cloud.fake.server import ADMIN, FakeArmServer
-from kaito_ctrl.controllers.provisioner.cloud.fake.state import FakeArmConfig
 from kaito_ctrl.kube.client import KubeClient
+from kaito_ctrl.sandbox.fakearm.server import ADMIN, FakeArmServer
+from kaito_ctrl.sandbox.fakearm.state import FakeArmConfig
 
 
 def _quota(value: str) -> tuple[str, int]:
@@ -30,9 +30,7 @@ def _quota(value: str) -> tuple[str, int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     d = FakeArmConfig()
-    p = argparse.ArgumentParser(
-        prog="python -m kaito_ctrl.controllers.provisioner.cloud.fake", description=__doc__
-    )
+    p = argparse.ArgumentParser(prog="python -m kaito_ctrl.sandbox.fakearm", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
     p.add_argument(
