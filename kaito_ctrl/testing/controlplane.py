@@ -69,6 +69,9 @@ class ControlPlaneOptions:
     bin_dir: Path | None = None
     ready_timeout: float = 90.0
     extra_apiserver_flags: tuple[str, ...] = ()
+    # Write the apiserver's audit log (every request at Metadata level: user, user agent, verb, object, code)
+    # to ``ControlPlane.audit_log``, so tests can prove who wrote what and when from the server's own record.
+    audit: bool = False
 
 
 @dataclass
@@ -371,9 +374,39 @@ class ControlPlane:
                 "--allow-privileged=true",
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
+                *self._audit_flags(),
                 *self.options.extra_apiserver_flags,
             ],
         )
+
+    @property
+    def audit_log(self) -> Path:
+        return self.workdir / "audit.log"
+
+    def _audit_flags(self) -> list[str]:
+        if not self.options.audit:
+            return []
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n"
+        )
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-mode=blocking",
+            "--audit-log-maxsize=0",
+        ]
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """The audit log's events so far (empty when auditing is off), oldest first."""
+        if not self.audit_log.exists():
+            return []
+        events = []
+        for line in self.audit_log.read_text().splitlines():
+            if line.strip():
+                events.append(dict(json.loads(line)))
+        return events
 
     def _kcm_args(self) -> list[str]:
         kc = str(self.workdir / "kube-controller-manager.kubeconfig")
