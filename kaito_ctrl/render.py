@@ -16,8 +16,14 @@ _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def templates_dir() -> Path:
+    """``KAITO_TEMPLATES_DIR`` when set (to try edited templates); else the copy an installed wheel carries;
+    else the checkout's ``templates/`` (editable installs and the test suite)."""
     env = os.environ.get("KAITO_TEMPLATES_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "templates"
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    packaged = here / "_data" / "templates"
+    return packaged if packaged.is_dir() else here.parent / "templates"
 
 
 def _tojson(value: Any) -> str:

@@ -7,10 +7,21 @@ import json
 import sys
 from typing import Any
 
-import yaml
-
 from kaito_ctrl.api.catalog import catalog
 from kaito_ctrl.api.plan import plan_workspace
+from kaito_ctrl.cli.inputs import documents
+
+PRESETS_EXAMPLES = """\
+examples:
+  kaito-ctrl presets                 # the catalog, with the smallest Azure SKU each preset fits on one node
+  kaito-ctrl presets --all -o json   # every preset, deprecated ones too, as JSON
+"""
+PLAN_EXAMPLES = """\
+examples:
+  kaito-ctrl plan -f examples/inference/kaito_workspace_phi_3.yaml
+  cat workspace.yaml | kaito-ctrl plan -f - -o json
+exit status: 0 when every Workspace is valid, 1 when one is not (each problem on stderr as FILE: FIELD: MESSAGE)
+"""
 
 
 def presets(args: argparse.Namespace) -> int:
@@ -67,12 +78,11 @@ def _smallest_fit(preset_name: str) -> str | None:
 
 
 def plan(args: argparse.Namespace) -> int:
-    text = sys.stdin.read() if args.filename == "-" else open(args.filename).read()  # noqa: SIM115
     status = 0
-    for doc in yaml.safe_load_all(text):
-        if not doc:
-            continue
-        result = plan_workspace(doc)
+    for doc in documents(args.filename):
+        result = plan_workspace(doc.body)
+        for e in result.errors:
+            print(f"kaito-ctrl: {doc.where}: {e}", file=sys.stderr)
         if args.output == "json":
             out: dict[str, Any] = {
                 "name": result.name,
@@ -87,8 +97,6 @@ def plan(args: argparse.Namespace) -> int:
             print(json.dumps(out, indent=2))
         else:
             print(f"workspace {result.name}: {'valid' if result.valid else 'INVALID'}")
-            for e in result.errors:
-                print(f"  error: {e}")
             if result.valid:
                 print(f"  preset: {result.preset}")
                 print(f"  instance type: {result.instance_type or '(BYO nodes)'}")
@@ -102,11 +110,21 @@ def plan(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("presets", help="list the model presets and their GPU needs")
+    p = sub.add_parser(
+        "presets",
+        help="list the model presets and their GPU needs",
+        epilog=PRESETS_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("-o", "--output", choices=["table", "json"], default="table")
     p.add_argument("--all", action="store_true", help="include deprecated presets")
     p.set_defaults(func=presets)
-    q = sub.add_parser("plan", help="check a Workspace file offline: validity, SKU fit, node count")
+    q = sub.add_parser(
+        "plan",
+        help="check a Workspace file offline: validity, SKU fit, node count",
+        epilog=PLAN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     q.add_argument("-f", "--filename", required=True, help="Workspace YAML file, or - for stdin")
     q.add_argument("-o", "--output", choices=["text", "json"], default="text")
     q.set_defaults(func=plan)

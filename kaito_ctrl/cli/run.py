@@ -111,7 +111,22 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(run_manager(settings))
 
 
+RUN_EXAMPLES = """\
+examples:
+  kaito-ctrl run                                   # in a cluster: both controllers, leader election, webhook
+  KUBECONFIG=~/.kube/config kaito-ctrl run --node-provisioner byo --no-webhook
+  kaito-ctrl run --controllers workspace --watch-namespace team-a --no-leader-elect
+"""
+
+
 def register(sub: Any) -> None:
-    p = sub.add_parser("run", help="run the controllers (in a cluster, or against KUBECONFIG)")
+    p = sub.add_parser(
+        "run",
+        help="run the controllers (in a cluster, or against KUBECONFIG)",
+        description="Run the workspace controller and the node provisioner. Every flag also reads an "
+        "environment variable: --node-provisioner is KAITO_NODE_PROVISIONER, and so on.",
+        epilog=RUN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     Settings.add_arguments(p)
     p.set_defaults(func=run)

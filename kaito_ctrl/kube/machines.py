@@ -145,46 +145,17 @@ class NodeObjectAPI:
         node_class: tuple[str, str, str] = ("kaito.sh", "KaitoNodeClass", "default"),
         extra_requirements: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """A Machine or NodeClaim requesting one node of ``instance_type``."""
-        requirements: list[dict[str, Any]] = [
-            {"key": INSTANCE_TYPE_LABEL, "operator": "In", "values": [instance_type]},
-            {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
-        ]
-        spec: dict[str, Any] = {
-            "taints": taints
-            if taints is not None
-            else [{"key": "sku", "value": "gpu", "effect": "NoSchedule"}],
-            "requirements": requirements,
-        }
-        labels = dict(labels)
-        if self.kind == "machine":
-            labels.setdefault(PROVISIONER_NAME_LABEL, "default")
-            requirements += [
-                {"key": PROVISIONER_NAME_LABEL, "operator": "In", "values": ["default"]},
-                {"key": "kaito.sh/machine-type", "operator": "In", "values": ["gpu"]},
-                {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
-            ]
-            spec["machineTemplateRef"] = {"name": name}
-        else:
-            labels.setdefault(NODEPOOL_LABEL, "kaito")
-            requirements.insert(0, {"key": NODEPOOL_LABEL, "operator": "In", "values": ["kaito"]})
-            requirements.append(
-                {"key": "karpenter.azure.com/sku-name", "operator": "In", "values": [instance_type]}
-            )
-            group, kind, ref_name = node_class
-            spec["nodeClassRef"] = {"group": group, "kind": kind, "name": ref_name}
-        requirements += extra_requirements or []
-        spec["resources"] = {"requests": {"storage": storage or "0"}}
-        return {
-            "apiVersion": self.resource.api_version,
-            "kind": self.resource.kind,
-            "metadata": {
-                "name": name,
-                "labels": labels,
-                "annotations": {DO_NOT_DISRUPT_ANNOTATION: "true", **(annotations or {})},
-            },
-            "spec": spec,
-        }
+        return node_object_manifest(
+            self.kind,
+            name,
+            instance_type=instance_type,
+            labels=labels,
+            annotations=annotations,
+            taints=taints,
+            storage=storage,
+            node_class=node_class,
+            extra_requirements=extra_requirements,
+        )
 
     async def get(self, name: str) -> dict[str, Any]:
         return await self.client.get(self.resource, name)
@@ -228,3 +199,55 @@ class NodeObjectAPI:
         return await self.client.merge_patch(
             self.resource, obj["metadata"]["name"], {"status": status}, subresource="status"
         )
+
+
+def node_object_manifest(
+    kind: NodeObjectKind,
+    name: str,
+    *,
+    instance_type: str,
+    labels: dict[str, str],
+    annotations: dict[str, str] | None = None,
+    taints: list[dict[str, str]] | None = None,
+    storage: str | None = None,
+    node_class: tuple[str, str, str] = ("kaito.sh", "KaitoNodeClass", "default"),
+    extra_requirements: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A Machine or NodeClaim requesting one node of ``instance_type``."""
+    requirements: list[dict[str, Any]] = [
+        {"key": INSTANCE_TYPE_LABEL, "operator": "In", "values": [instance_type]},
+        {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
+    ]
+    spec: dict[str, Any] = {
+        "taints": taints if taints is not None else [{"key": "sku", "value": "gpu", "effect": "NoSchedule"}],
+        "requirements": requirements,
+    }
+    labels = dict(labels)
+    if kind == "machine":
+        labels.setdefault(PROVISIONER_NAME_LABEL, "default")
+        requirements += [
+            {"key": PROVISIONER_NAME_LABEL, "operator": "In", "values": ["default"]},
+            {"key": "kaito.sh/machine-type", "operator": "In", "values": ["gpu"]},
+            {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+        ]
+        spec["machineTemplateRef"] = {"name": name}
+    else:
+        labels.setdefault(NODEPOOL_LABEL, "kaito")
+        requirements.insert(0, {"key": NODEPOOL_LABEL, "operator": "In", "values": ["kaito"]})
+        requirements.append(
+            {"key": "karpenter.azure.com/sku-name", "operator": "In", "values": [instance_type]}
+        )
+        class_group, class_kind, class_name = node_class
+        spec["nodeClassRef"] = {"group": class_group, "kind": class_kind, "name": class_name}
+    requirements += extra_requirements or []
+    spec["resources"] = {"requests": {"storage": storage or "0"}}
+    return {
+        "apiVersion": KINDS[kind].resource.api_version,
+        "kind": KINDS[kind].resource.kind,
+        "metadata": {
+            "name": name,
+            "labels": labels,
+            "annotations": {DO_NOT_DISRUPT_ANNOTATION: "true", **(annotations or {})},
+        },
+        "spec": spec,
+    }

@@ -151,17 +151,34 @@ def status(args: argparse.Namespace) -> int:
     return 0
 
 
+SANDBOX_EXAMPLES = {
+    "up": "examples:\n  kaito-ctrl sandbox up                          # nodeclaim mode, applies the seed's Phi-3 example\n"
+    "  kaito-ctrl sandbox up --node-provisioner byo --no-example\n"
+    "  KAITO_SANDBOX_DIR=/tmp/sb2 kaito-ctrl sandbox up --replicas 2   # a second sandbox, two replicas\n",
+    "down": "examples:\n  kaito-ctrl sandbox down\n  KAITO_SANDBOX_DIR=/tmp/sb2 kaito-ctrl sandbox down\n",
+    "status": "examples:\n  kaito-ctrl sandbox status && echo running\n",
+}
+
+
+def _sub(
+    ssub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_: str
+) -> argparse.ArgumentParser:
+    return ssub.add_parser(
+        name, help=help_, epilog=SANDBOX_EXAMPLES[name], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "sandbox", help="run a local Kaito sandbox (control plane, kwok GPU nodes, controllers)"
     )
     ssub = p.add_subparsers(dest="sandbox_cmd", required=True)
-    u = ssub.add_parser("up", help="start the sandbox in the background and print how to use it")
+    u = _sub(ssub, "up", "start the sandbox in the background and print how to use it")
     u.add_argument("--timeout", default=900, help="seconds to wait for readiness (first build excluded)")
     # nodeclaim: GPU nodes are AKS agent pools on the fake ARM server; byo: two kwok GPU nodes up front.
     u.add_argument("--node-provisioner", choices=["nodeclaim", "machine", "byo"], default="nodeclaim")
     u.add_argument("--no-example", action="store_true", help="do not apply the Phi-3 quickstart example")
     u.add_argument("--replicas", type=int, default=1, help="kaito-ctrl replicas (leader election picks one)")
     u.set_defaults(func=up)
-    ssub.add_parser("down", help="stop the sandbox").set_defaults(func=down)
-    ssub.add_parser("status", help="show whether the sandbox is running").set_defaults(func=status)
+    _sub(ssub, "down", "stop the sandbox").set_defaults(func=down)
+    _sub(ssub, "status", "show whether the sandbox is running").set_defaults(func=status)

@@ -46,7 +46,7 @@ def test_plan_rejects_invalid_with_exit_1(tmp_path: Path, capsys: pytest.Capture
     f = tmp_path / "ws.yaml"
     f.write_text(yaml.safe_dump(ws))
     assert main(["plan", "-f", str(f)]) == 1
-    assert "resource.instanceType" in capsys.readouterr().out
+    assert "resource.instanceType" in capsys.readouterr().err
 
 
 def test_plan_accepts_the_seed_examples(capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,7 +18,13 @@ from kaito_ctrl.api import labels as L
 from kaito_ctrl.controllers.workspace.spec import BY_WORKSPACE, WorkspaceSpec, ensure_workspace_index
 from kaito_ctrl.kube import conditions as cond
 from kaito_ctrl.kube.informer import SharedInformer
-from kaito_ctrl.kube.machines import INSTANCE_TYPE_LABEL, NodeObjectAPI, state_of
+from kaito_ctrl.kube.machines import (
+    INSTANCE_TYPE_LABEL,
+    NodeObjectAPI,
+    NodeObjectKind,
+    node_object_manifest,
+    state_of,
+)
 
 
 @dataclass
@@ -78,10 +84,7 @@ class BYONodes:
         self.nodes = nodes
 
     def node_requirements(self, ws: WorkspaceSpec) -> list[dict[str, Any]]:
-        reqs = [{"key": k, "operator": "In", "values": [v]} for k, v in sorted(ws.match_labels.items())]
-        if ws.instance_type:
-            reqs.append({"key": INSTANCE_TYPE_LABEL, "operator": "In", "values": [ws.instance_type]})
-        return reqs
+        return byo_node_requirements(ws)
 
     def _candidates(self, ws: WorkspaceSpec) -> list[dict[str, Any]]:
         labels = dict(ws.match_labels)
@@ -111,6 +114,39 @@ class BYONodes:
         return 0
 
 
+def byo_node_requirements(ws: WorkspaceSpec) -> list[dict[str, Any]]:
+    """BYO pods go to nodes carrying the selector's labels (and the instance type, when one is named)."""
+    reqs = [{"key": k, "operator": "In", "values": [v]} for k, v in sorted(ws.match_labels.items())]
+    if ws.instance_type:
+        reqs.append({"key": INSTANCE_TYPE_LABEL, "operator": "In", "values": [ws.instance_type]})
+    return reqs
+
+
+def claim_node_requirements(ws: WorkspaceSpec) -> list[dict[str, Any]]:
+    """Provisioned nodes carry the workspace's labels, so its pods land only on the nodes made for it."""
+    return [
+        {"key": L.LABEL_WORKSPACE, "operator": "In", "values": [ws.name]},
+        {"key": L.LABEL_WORKSPACE_NAMESPACE, "operator": "In", "values": [ws.namespace]},
+    ]
+
+
+def claim_manifest(kind: NodeObjectKind, ws: WorkspaceSpec, name: str) -> dict[str, Any]:
+    """The Machine or NodeClaim requesting one of the workspace's nodes (the controller and
+    ``kaito-ctrl render`` both build it here)."""
+    annotations = {}
+    family = ws.annotations.get(L.ANNOTATION_NODE_IMAGE_FAMILY)
+    if family:
+        annotations[L.ANNOTATION_NODE_IMAGE_FAMILY] = family
+    return node_object_manifest(
+        kind,
+        name,
+        instance_type=ws.instance_type,
+        labels={**ws.match_labels, **ws.workspace_labels},
+        annotations=annotations,
+        storage=f"{ws.preset.disk_gib}Gi" if ws.preset else "1024Gi",
+    )
+
+
 def node_object_name(ws: WorkspaceSpec, index: int) -> str:
     """``ws`` + 9 hex characters (fits AKS's 12-character pool names), stable per workspace and index."""
     digest = hashlib.sha256(f"{ws.namespace}/{ws.name}/{ws.uid}/{index}".encode()).hexdigest()
@@ -135,10 +171,7 @@ class KarpenterNodes:
         return L.COND_MACHINE_READY if self.mode == "machine" else L.COND_NODECLAIM_READY
 
     def node_requirements(self, ws: WorkspaceSpec) -> list[dict[str, Any]]:
-        return [
-            {"key": L.LABEL_WORKSPACE, "operator": "In", "values": [ws.name]},
-            {"key": L.LABEL_WORKSPACE_NAMESPACE, "operator": "In", "values": [ws.namespace]},
-        ]
+        return claim_node_requirements(ws)
 
     def owned(self, ws: WorkspaceSpec) -> list[dict[str, Any]]:
         key = f"{ws.namespace}/{ws.name}"
@@ -147,25 +180,13 @@ class KarpenterNodes:
     async def ensure(self, ws: WorkspaceSpec, target: int) -> NodesResult:
         claims = [c for c in self.owned(ws) if not (c["metadata"].get("deletionTimestamp"))]
         existing = {c["metadata"]["name"] for c in claims}
-        storage = f"{ws.preset.disk_gib}Gi" if ws.preset else "1024Gi"
-        annotations = {}
-        family = ws.annotations.get(L.ANNOTATION_NODE_IMAGE_FAMILY)
-        if family:
-            annotations[L.ANNOTATION_NODE_IMAGE_FAMILY] = family
         index = 0
         while len(existing) < target:
             name = node_object_name(ws, index)
             index += 1
             if name in existing:
                 continue
-            manifest = self.api.manifest(
-                name,
-                instance_type=ws.instance_type,
-                labels={**ws.match_labels, **ws.workspace_labels},
-                annotations=annotations,
-                storage=storage,
-            )
-            await self.api.create(manifest)
+            await self.api.create(claim_manifest(self.api.kind, ws, name))
             existing.add(name)
         states = [state_of(c) for c in claims]
         ready_claims = [s for s in states if s.is_ready]

@@ -15,11 +15,15 @@ from typing import Any
 import structlog
 
 from kaito_ctrl.api import labels as L
-from kaito_ctrl.api.estimator import EstimateError, estimate_nodes
 from kaito_ctrl.controllers.workspace import rootcause
 from kaito_ctrl.controllers.workspace.metrics import TIME_TO_READY
 from kaito_ctrl.controllers.workspace.nodes import NodeProvisioner, NodesResult
-from kaito_ctrl.controllers.workspace.spec import BY_WORKSPACE, WorkspaceSpec, ensure_workspace_index
+from kaito_ctrl.controllers.workspace.spec import (
+    BY_WORKSPACE,
+    WorkspaceSpec,
+    ensure_workspace_index,
+    planned_node_count,
+)
 from kaito_ctrl.controllers.workspace.tuning import JobOutcome, job_outcome, render_tuning
 from kaito_ctrl.controllers.workspace.workload import render_inference, render_template_workload
 from kaito_ctrl.kube import conditions as cond
@@ -142,15 +146,9 @@ class WorkspaceReconciler:
         current = int((ws.obj.get("status") or {}).get("targetNodeCount") or 0)
         if current:
             return current
-        count = int(ws.resource.get("count") or 1)
-        preset, sku = ws.preset, ws.sku
-        if ws.tuning is not None or preset is None or sku is None:
-            return count
-        try:
-            return estimate_nodes(preset, sku, minimum=count).nodes
-        except EstimateError as e:
-            observed.estimate_error = str(e)
-            return count
+        count, error = planned_node_count(ws)
+        observed.estimate_error = error
+        return count
 
     async def apply_workload(self, ws: WorkspaceSpec, nodes: int) -> None:
         requirements = self.provisioner.node_requirements(ws)

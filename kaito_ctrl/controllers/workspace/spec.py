@@ -10,6 +10,7 @@ import orjson
 
 from kaito_ctrl.api import labels as L
 from kaito_ctrl.api.catalog import GpuSku, Preset, catalog
+from kaito_ctrl.api.estimator import EstimateError, estimate_nodes
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,19 @@ class WorkspaceSpec:
     @property
     def workspace_labels(self) -> dict[str, str]:
         return {L.LABEL_WORKSPACE: self.name, L.LABEL_WORKSPACE_NAMESPACE: self.namespace}
+
+
+def planned_node_count(ws: WorkspaceSpec) -> tuple[int, str]:
+    """(nodes, estimate error): the estimator's count for a preset on a known SKU, else the requested count
+    (BYO, tuning and custom templates use ``resource.count`` as written)."""
+    count = int(ws.resource.get("count") or 1)
+    preset, sku = ws.preset, ws.sku
+    if ws.tuning is not None or preset is None or sku is None:
+        return count, ""
+    try:
+        return estimate_nodes(preset, sku, minimum=count).nodes, ""
+    except EstimateError as e:
+        return count, str(e)
 
 
 BY_WORKSPACE = "workspace"
