@@ -244,3 +244,37 @@ def test_apiserver_restart_right_after_start_leaves_every_component_running(tmp_
         }
     finally:
         cp.stop()
+
+
+def test_audit_log_records_who_wrote_what(tmp_path: Path) -> None:
+    """The audit log is the apiserver's own record of each request: user, user agent, verb, object, answer."""
+    cp = ControlPlane(
+        ControlPlaneOptions(
+            workdir=tmp_path / "cp",
+            gpu_nodes=(),
+            audit=True,
+            controller_manager=False,
+            scheduler=False,
+            kwok=False,
+        )
+    )
+    try:
+        cp.start()
+        cp.kubectl("create", "configmap", "audited", "-n", "default", "--from-literal=k=v")
+        events = cp.audit_events()
+        creates = [
+            e
+            for e in events
+            if e.get("verb") == "create"
+            and (e.get("objectRef") or {}).get("resource") == "configmaps"
+            and (e.get("objectRef") or {}).get("name") == "audited"
+        ]
+        assert len(creates) == 1, creates
+        assert creates[0]["responseStatus"]["code"] == 201
+        assert creates[0]["userAgent"].startswith("kubectl")
+        assert creates[0]["user"]["username"]
+    finally:
+        cp.stop()
+    # Off by default: no log, no reader results.
+    quiet = ControlPlane(ControlPlaneOptions(workdir=tmp_path / "quiet", gpu_nodes=(), kwok=False))
+    assert quiet.audit_events() == []
