@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 from kaito_ctrl.sandbox import paths
+from kaito_ctrl.sandbox.progress import Progress
 from kaito_ctrl.testing.binaries import ensure_binaries, repo_root
 
 
@@ -37,10 +39,15 @@ def up(args: argparse.Namespace) -> int:
     if _running_pid() and paths.ready_file().exists():
         _say("sandbox already running")
         return _print_usage()
+    progress = Progress()
     _say("==> control-plane binaries (built once, then reused from the cache)")
-    bin_dir = ensure_binaries()
+    with progress.during(
+        "control-plane binaries: building or checking the cache (the first build takes 8-15 min)"
+    ):
+        bin_dir = ensure_binaries()
     _say(f"==> starting the sandbox (logs: {paths.supervisor_log()})")
     paths.ready_file().unlink(missing_ok=True)
+    paths.stage_file().unlink(missing_ok=True)
     env = dict(
         os.environ,
         KAITO_CTRL_BIN_DIR=str(bin_dir),
@@ -59,6 +66,8 @@ def up(args: argparse.Namespace) -> int:
     paths.pid_file().write_text(str(proc.pid))
     deadline = time.monotonic() + float(args.timeout)
     while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            progress.update("waiting for: " + paths.stage_file().read_text().strip())
         if paths.ready_file().exists():
             if not args.no_example:
                 _apply_example()

@@ -24,3 +24,8 @@ def ready_file() -> Path:
 
 def supervisor_log() -> Path:
     return sandbox_dir() / "supervisor.log"
+
+
+def stage_file() -> Path:
+    """The supervisor's current start-up step, for ``sandbox up`` to show while it waits."""
+    return sandbox_dir() / "stage"

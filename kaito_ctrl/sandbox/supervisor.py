@@ -8,6 +8,7 @@ is up (and again after each restart, with the new pids); the ``up`` command wait
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -29,6 +30,12 @@ MAX_RESTARTS, RESTART_WINDOW = 5, 60.0
 
 def _event(**fields: Any) -> None:
     print(json.dumps({"time": time.time(), **fields}), file=sys.stderr, flush=True)
+
+
+def _stage(what: str) -> None:
+    _event(event="stage", stage=what)
+    with contextlib.suppress(OSError):
+        paths.stage_file().write_text(what)
 
 
 def _write_ready(info: dict[str, Any], controllers: list[ControllerProcess]) -> None:
@@ -59,6 +66,7 @@ def main() -> int:
     controllers: list[ControllerProcess] = []
     fake_arm: FakeArmProcess | None = None
     try:
+        _stage("starting etcd, kube-apiserver, controller-manager, scheduler and kwok")
         cp.start()
         kubeconfig = workdir / "kaito-ctrl.kubeconfig"
         controllers = [
@@ -69,12 +77,15 @@ def main() -> int:
         if mode != "byo":
             shutil.rmtree(root / "fake-arm", ignore_errors=True)
             fake_arm = FakeArmProcess(state_dir=root / "fake-arm", kubeconfig=cp.kubeconfig)
+            _stage("starting the fake ARM server (the simulated AKS)")
             fake_arm.start()
             # A short backoff cap so a cleared fault is retried within seconds in a demo (default 300 s).
             for c in controllers:
                 c.extra_env = {**fake_arm.azure_env(), "KAITO_CLOUD_BACKOFF_CAP": "15"}
+        _stage("installing the CRDs, RBAC and webhook from manifests/")
         install(cp, controllers[0])
         service_account_kubeconfig(cp, kubeconfig)
+        _stage(f"starting kaito-ctrl ({replicas} replica(s), node provisioner {mode})")
         for c in controllers:
             c.start()
         info: dict[str, Any] = {
