@@ -81,3 +81,22 @@ def test_wheel_installed_outside_the_checkout_renders_and_plans(tmp_path: Path) 
     planned = run([cli, "plan", "-f", "ws.yaml"], home, env)
     assert planned.returncode == 0, planned.stderr
     assert "workspace-phi-3-mini: valid" in planned.stdout
+
+
+def test_editable_install_prints_no_warning_from_the_project_metadata(tmp_path: Path) -> None:
+    """`make install` is an editable install: setuptools must find nothing in pyproject.toml or the layout to warn
+    about (license tables, editable-layout banners)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAITO_", "PYTHON", "VIRTUAL_ENV"))}
+    venv.EnvBuilder(with_pip=True).create(tmp_path / "venv")
+    py = tmp_path / "venv" / "bin" / "python"
+    # As `make install` does: a current pip shows the build backend's warnings, an old one hides them.
+    upgraded = run([str(py), "-m", "pip", "install", "-q", "--upgrade", "pip"], tmp_path, env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    res = run([str(py), "-m", "pip", "install", "-q", "--no-deps", "-e", str(REPO)], tmp_path, env)
+    assert res.returncode == 0, res.stderr
+    noise = [
+        line
+        for line in (res.stdout + res.stderr).splitlines()
+        if any(w in line for w in ("Warning", "warning", "!!", "Deprecat"))
+    ]
+    assert not noise, "\n".join(noise)
