@@ -47,9 +47,9 @@ def test_controller_runs_under_its_service_account_and_leads(sandbox: Sandbox) -
 
 def test_seed_examples_are_accepted_with_the_seed_columns(sandbox: Sandbox, e2e_namespace: str) -> None:
     for example in (
-        "kaito_workspace_phi_3.yaml",
-        "kaito_workspace_phi_3_with_adapters.yaml",
-        "kaito_workspace_tuning_phi_3.yaml",
+        "inference/kaito_workspace_phi_3.yaml",
+        "inference/kaito_workspace_phi_3_with_adapters.yaml",
+        "fine-tuning/kaito_workspace_tuning_phi_3.yaml",
     ):
         path = REPO / "examples" / example
 
@@ -84,7 +84,9 @@ def test_seed_examples_are_accepted_with_the_seed_columns(sandbox: Sandbox, e2e_
 
 
 def test_wrong_workspace_is_refused_with_the_field_named(sandbox: Sandbox, e2e_namespace: str) -> None:
-    ws = yaml.safe_load((REPO / "examples" / "kaito_workspace_tuning_phi_3.yaml").read_text())
+    ws = yaml.safe_load(
+        (REPO / "examples" / "fine-tuning" / "fine-tuning/kaito_workspace_tuning_phi_3.yaml").read_text()
+    )
     ws["metadata"]["name"] = "ssrf"
     ws["tuning"]["input"]["urls"] = ["http://169.254.169.254/metadata/identity/oauth2/token"]
 
@@ -98,7 +100,7 @@ def test_wrong_workspace_is_refused_with_the_field_named(sandbox: Sandbox, e2e_n
 
 def test_quickstart_phi3_becomes_ready_and_deletes_cleanly(sandbox: Sandbox, e2e_namespace: str) -> None:
     """The seed's quickstart: apply the Phi-3 Workspace, watch `kubectl get workspace` turn True True True."""
-    path = REPO / "examples" / "kaito_workspace_phi_3.yaml"
+    path = REPO / "examples" / "inference" / "inference/kaito_workspace_phi_3.yaml"
     wait_for(
         lambda: "created" in sandbox.kubectl("apply", "-n", e2e_namespace, "-f", str(path), check=False),
         60,
@@ -138,7 +140,9 @@ def test_quickstart_phi3_becomes_ready_and_deletes_cleanly(sandbox: Sandbox, e2e
 def test_quota_error_is_named_on_the_workspace_and_clears(sandbox: Sandbox, e2e_namespace: str) -> None:
     if sandbox.external or sandbox.info["controller"]["node_provisioner"] == "byo":
         pytest.skip("needs the sandbox's node provisioner and fake ARM server")
-    ws = yaml.safe_load((REPO / "examples" / "kaito_workspace_phi_3.yaml").read_text())
+    ws = yaml.safe_load(
+        (REPO / "examples" / "inference" / "inference/kaito_workspace_phi_3.yaml").read_text()
+    )
     ws["metadata"]["name"] = "quota-phi"
     ws["resource"]["labelSelector"]["matchLabels"] = {"apps": "quota-phi"}
     faults = sandbox.fake_arm("/faults", "POST", {"kind": "quota", "on": "create"})

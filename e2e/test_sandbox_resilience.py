@@ -23,7 +23,9 @@ LEADER = re.compile(r'^leader_election_master_status\{name="kaito-ctrl-leader"\}
 
 
 def _example(name: str) -> dict[str, Any]:
-    ws: dict[str, Any] = yaml.safe_load((REPO / "examples" / "kaito_workspace_phi_3.yaml").read_text())
+    ws: dict[str, Any] = yaml.safe_load(
+        (REPO / "examples" / "inference" / "kaito_workspace_phi_3.yaml").read_text()
+    )
     ws["metadata"]["name"] = name
     ws["resource"]["labelSelector"]["matchLabels"] = {"apps": name}
     return ws
@@ -134,7 +136,7 @@ def test_quickstart_in_machine_and_byo_modes(other_mode_sandbox: Sandbox) -> Non
     sb = other_mode_sandbox
     mode = sb.info["controller"]["node_provisioner"]
     sb.kubectl("create", "namespace", "quick")
-    path = REPO / "examples" / "kaito_workspace_phi_3.yaml"
+    path = REPO / "examples" / "inference" / "kaito_workspace_phi_3.yaml"
     sb.apply_json("quick", yaml.safe_load(path.read_text()))
     cols = wait_for(lambda: _ready_columns(sb, "workspace-phi-3-mini", "quick"), 180, f"ready in {mode} mode")
     assert cols[1] == "Standard_NC12s_v3"
@@ -150,7 +152,10 @@ def test_quickstart_in_machine_and_byo_modes(other_mode_sandbox: Sandbox) -> Non
         assert sb.get_json("nodeclaims")["items"] == [] and sb.get_json("machines")["items"] == []
     if mode == "byo":
         # The BYO example: no instance type, the pre-made GPU nodes labelled apps=phi-3 are used as they are.
-        sb.apply_json("quick", yaml.safe_load((REPO / "examples" / "kaito_workspace_byo.yaml").read_text()))
+        sb.apply_json(
+            "quick",
+            yaml.safe_load((REPO / "examples" / "inference" / "kaito_workspace_phi_3_byo.yaml").read_text()),
+        )
 
         # No instance type, so kubectl's INSTANCE column is empty: read the conditions instead.
         def byo_ready() -> bool:
@@ -177,7 +182,9 @@ def test_multi_node_example_gets_one_pool_per_node(sandbox: Sandbox, e2e_namespa
     sandbox.kubectl(
         "create", "secret", "generic", "hf-token", "-n", e2e_namespace, "--from-literal=token=hf_x"
     )
-    ws = yaml.safe_load((REPO / "examples" / "kaito_workspace_multinode.yaml").read_text())
+    ws = yaml.safe_load(
+        (REPO / "examples" / "inference" / "kaito_workspace_llama_3_3_70b_multinode.yaml").read_text()
+    )
     sandbox.apply_json(e2e_namespace, ws)
     name = ws["metadata"]["name"]
     wait_for(lambda: _ready_columns(sandbox, name, e2e_namespace), 240, "the multi-node workspace ready")

@@ -7,7 +7,7 @@ from typing import Any
 
 from kaito_ctrl.api.catalog import catalog
 from kaito_ctrl.api.estimator import EstimateError, estimate_nodes
-from kaito_ctrl.api.validation import FieldError, validate_workspace
+from kaito_ctrl.api.validation import FieldError, check_workspace
 
 
 @dataclass
@@ -19,6 +19,7 @@ class Plan:
     nodes: int | None = None
     gpus_per_node: int | None = None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:
@@ -27,7 +28,8 @@ class Plan:
 
 def plan_workspace(obj: dict[str, Any]) -> Plan:
     meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-    out = Plan(name=str((meta or {}).get("name", "")), errors=validate_workspace(obj))
+    errors, warnings = check_workspace(obj)
+    out = Plan(name=str((meta or {}).get("name", "")), errors=errors, warnings=warnings)
     resource: dict[str, Any] = obj["resource"] if isinstance(obj.get("resource"), dict) else {}
     section = obj.get("inference") or obj.get("tuning") or {}
     preset_name = ((section.get("preset") or {}) if isinstance(section, dict) else {}).get("name")

@@ -222,14 +222,15 @@ def status(version: str) -> Schema:
         "workerNodes": array("Nodes running the workload.", {"type": "string"}),
         "conditions": CONDITIONS,
     }
-    if version == "v1beta1":
-        props.update(
-            {
-                "state": string("Summary: Pending, Ready, NotReady, Running, Succeeded, Failed or Deleting."),
-                "targetNodeCount": integer("Nodes the workspace needs (set once by the estimator)."),
-                "observedGeneration": integer("The generation the status describes."),
-            }
-        )
+    # Served in both versions (status is written by kaito-ctrl, never by users), so the ``-o wide`` columns
+    # read the same through v1alpha1 as through v1beta1.
+    props.update(
+        {
+            "state": string("Summary: Pending, Ready, NotReady, Running, Succeeded, Failed or Deleting."),
+            "targetNodeCount": integer("Nodes the workspace needs (set once by the estimator)."),
+            "observedGeneration": integer("The generation the status describes."),
+        }
+    )
     return obj("Observed state, written by kaito-ctrl.", props)
 
 
@@ -237,24 +238,29 @@ def cond_column(name: str, cond: str) -> dict[str, str]:
     return {"name": name, "type": "string", "jsonPath": f'.status.conditions[?(@.type=="{cond}")].status'}
 
 
-COLUMNS: dict[str, list[dict[str, str]]] = {
-    "v1alpha1": [
-        {"name": "Instance", "type": "string", "jsonPath": ".resource.instanceType"},
-        cond_column("ResourceReady", "ResourceReady"),
-        cond_column("InferenceReady", "InferenceReady"),
-        cond_column("WorkspaceReady", "WorkspaceReady"),
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-    ],
-    "v1beta1": [
-        {"name": "Instance", "type": "string", "jsonPath": ".resource.instanceType"},
-        cond_column("ResourceReady", "ResourceReady"),
-        cond_column("InferenceReady", "InferenceReady"),
-        cond_column("JobStarted", "JobStarted"),
-        cond_column("WorkspaceSucceeded", "WorkspaceSucceeded"),
-        {"name": "TargetNodeCount", "type": "integer", "jsonPath": ".status.targetNodeCount"},
-        {"name": "State", "type": "string", "jsonPath": ".status.state"},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-    ],
+def _wide(column: dict[str, Any]) -> dict[str, Any]:
+    """A column shown only with ``kubectl get -o wide`` (priority 1)."""
+    return {**column, "priority": 1}
+
+
+# Both served versions print the seed's columns on a plain ``kubectl get workspace``; the newer ones are
+# there with ``-o wide``, so nothing a script reads today is lost.
+_SEED_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Instance", "type": "string", "jsonPath": ".resource.instanceType"},
+    cond_column("ResourceReady", "ResourceReady"),
+    cond_column("InferenceReady", "InferenceReady"),
+    cond_column("WorkspaceReady", "WorkspaceReady"),
+]
+_AGE: dict[str, Any] = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+_WIDE_COLUMNS: list[dict[str, Any]] = [
+    _wide(cond_column("JobStarted", "JobStarted")),
+    _wide(cond_column("WorkspaceSucceeded", "WorkspaceSucceeded")),
+    _wide({"name": "TargetNodeCount", "type": "integer", "jsonPath": ".status.targetNodeCount"}),
+    _wide({"name": "State", "type": "string", "jsonPath": ".status.state"}),
+]
+COLUMNS: dict[str, list[dict[str, Any]]] = {
+    "v1alpha1": [*_SEED_COLUMNS, *_WIDE_COLUMNS, _AGE],
+    "v1beta1": [*_SEED_COLUMNS, *_WIDE_COLUMNS, _AGE],
 }
 
 

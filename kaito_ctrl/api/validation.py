@@ -10,17 +10,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from kaito_ctrl.api import imageref
 from kaito_ctrl.api import labels as L
 from kaito_ctrl.api.catalog import Catalog, catalog
 from kaito_ctrl.api.estimator import EstimateError, estimate_nodes, fits_memory
 from kaito_ctrl.api.netcheck import url_problem
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-# A permissive OCI reference: [registry[:port]/]path[:tag][@digest], lowercase path components.
-IMAGE_REF = re.compile(
-    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
-    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
-)
 RUNTIMES = ("vllm", "transformers")
 
 
@@ -43,10 +39,19 @@ class _Validator:
         self.old = old
         self.cat = cat
         self.errors: list[FieldError] = []
+        self.warnings: list[str] = []
         self.v1beta1 = str(obj.get("apiVersion", "")).endswith("v1beta1")
 
     def err(self, path: str, message: str) -> None:
         self.errors.append(FieldError(path, message))
+
+    def image(self, path: str, ref: str) -> None:
+        """Refuse what a Pod would refuse; warn about what only the kubelet would (InvalidImageName)."""
+        refused = imageref.refusal(ref)
+        if refused:
+            self.err(path, f"{ref!r} is not a valid image reference: {refused}")
+        elif (warning := imageref.pull_warning(path, ref)) is not None:
+            self.warnings.append(warning)
 
     # ------------------------------------------------------------------ top level
     def run(self) -> list[FieldError]:
@@ -258,8 +263,8 @@ class _Validator:
                     self.err(f"{path}.source.urls", "adapters come from an image or a volume, not URLs")
                 if not source.get("image") and source.get("volumeSource") is None:
                     self.err(f"{path}.source.image", "set the adapter image (or a volumeSource)")
-                elif source.get("image") and not IMAGE_REF.match(str(source["image"])):
-                    self.err(f"{path}.source.image", f"{source['image']!r} is not a valid image reference")
+                elif source.get("image"):
+                    self.image(f"{path}.source.image", str(source["image"]))
             strength = adapter.get("strength")
             if strength is not None:
                 try:
@@ -310,8 +315,8 @@ class _Validator:
                     if problem:
                         self.err(f"tuning.input.urls[{i}]", f"{url!r} {problem}; use a public http(s) URL")
         image = source.get("image")
-        if image and not IMAGE_REF.match(str(image)):
-            self.err("tuning.input.image", f"{image!r} is not a valid image reference")
+        if image:
+            self.image("tuning.input.image", str(image))
 
     def tuning_output(self, dest: Any) -> None:
         if not isinstance(dest, dict):
@@ -325,8 +330,7 @@ class _Validator:
             )
         image = dest.get("image")
         if image:
-            if not IMAGE_REF.match(str(image)):
-                self.err("tuning.output.image", f"{image!r} is not a valid image reference")
+            self.image("tuning.output.image", str(image))
             if not dest.get("imagePushSecret"):
                 self.err("tuning.output.imagePushSecret", "pushing the output image needs imagePushSecret")
 
@@ -367,9 +371,18 @@ class _Validator:
 
 def validate_workspace(obj: dict[str, Any], old: dict[str, Any] | None = None) -> list[FieldError]:
     """All problems with a Workspace (create when ``old`` is None, else update); empty when valid."""
+    return check_workspace(obj, old)[0]
+
+
+def check_workspace(
+    obj: dict[str, Any], old: dict[str, Any] | None = None
+) -> tuple[list[FieldError], list[str]]:
+    """(errors, warnings): warnings name fields that are admitted but will not work as written (an image
+    reference that cannot pull, such as the seed's placeholders)."""
     if not isinstance(obj, dict):
-        return [FieldError("", "a Workspace must be an object")]
+        return [FieldError("", "a Workspace must be an object")], []
     try:
-        return _Validator(obj, old if isinstance(old, dict) else None, catalog()).run()
+        validator = _Validator(obj, old if isinstance(old, dict) else None, catalog())
+        return validator.run(), validator.warnings
     except (TypeError, AttributeError, ValueError) as e:  # malformed shapes: report, never crash admission
-        return [FieldError("", f"malformed workspace: {e}")]
+        return [FieldError("", f"malformed workspace: {e}")], []

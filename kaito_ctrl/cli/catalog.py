@@ -83,6 +83,8 @@ def plan(args: argparse.Namespace) -> int:
         result = plan_workspace(doc.body)
         for e in result.errors:
             print(f"kaito-ctrl: {doc.where}: {e}", file=sys.stderr)
+        for w in result.warnings:  # as kubectl prints an admission warning
+            print(f"Warning: {doc.where}: {w}", file=sys.stderr)
         if args.output == "json":
             out: dict[str, Any] = {
                 "name": result.name,
@@ -93,6 +95,7 @@ def plan(args: argparse.Namespace) -> int:
                 "nodes": result.nodes,
                 "gpusPerNode": result.gpus_per_node,
                 "notes": result.notes,
+                "warnings": result.warnings,
             }
             print(json.dumps(out, indent=2))
         else:

@@ -85,7 +85,7 @@ def _apply_example() -> None:
     """Apply the seed's Phi-3 quickstart Workspace and show how kubectl sees it."""
     info = json.loads(paths.ready_file().read_text())
     kubectl = [str(Path(info["bin_dir"]) / "kubectl"), "--kubeconfig", info["kubeconfig"]]
-    example = repo_root() / "examples" / "kaito_workspace_phi_3.yaml"
+    example = repo_root() / "examples" / "inference" / "kaito_workspace_phi_3.yaml"
     _say(f"==> applying {example.name} (the seed's Phi-3 quickstart)")
     deadline = time.monotonic() + 60
     while True:
@@ -118,8 +118,8 @@ def _print_usage() -> int:
         f"\n    export KUBECONFIG={kubeconfig}\n"
         f"    export PATH={kubectl.parent}:$PATH   # kubectl {info['versions'].get('kubernetes', '')}\n"
         "\nThen try:\n    kubectl get nodes -L node.kubernetes.io/instance-type,nvidia.com/gpu.count\n"
-        "    kaito-ctrl plan -f examples/kaito_workspace_phi_3.yaml\n"
-        "    kubectl apply -f examples/kaito_workspace_phi_3.yaml && kubectl get workspace\n"
+        "    kaito-ctrl plan -f examples/inference/kaito_workspace_phi_3.yaml\n"
+        "    kubectl apply -f examples/inference/kaito_workspace_phi_3.yaml && kubectl get workspace\n"
         "\nStop it with `kaito-ctrl sandbox down` (or `make down`).",
         flush=True,
     )

@@ -12,7 +12,8 @@ from typing import Any
 import orjson
 
 from kaito_ctrl.api.defaults import default_workspace
-from kaito_ctrl.api.validation import validate_workspace
+from kaito_ctrl.api.runtimes import default_runtime_annotation
+from kaito_ctrl.api.validation import check_workspace
 
 API_VERSION = "admission.k8s.io/v1"
 
@@ -54,11 +55,15 @@ def validate(review: Any) -> dict[str, Any]:
     if not isinstance(obj, dict):
         return _response(uid, False, code=400, message="the request carries no object", reason="BadRequest")
     old = request.get("oldObject") if operation == "UPDATE" else None
-    errors = validate_workspace(obj, old if isinstance(old, dict) else None)
+    errors, warnings = check_workspace(obj, old if isinstance(old, dict) else None)
     if not errors:
-        return _response(uid, True)
-    message = "invalid Workspace: " + "; ".join(str(e) for e in errors)
-    return _response(uid, False, code=422, message=message, reason="Invalid")
+        out = _response(uid, True)
+    else:
+        message = "invalid Workspace: " + "; ".join(str(e) for e in errors)
+        out = _response(uid, False, code=422, message=message, reason="Invalid")
+    if warnings:  # kubectl prints each as "Warning: ..."
+        out["response"]["warnings"] = warnings
+    return out
 
 
 def _escape(key: str) -> str:
@@ -92,7 +97,8 @@ def mutate(review: Any) -> dict[str, Any]:
     if request.get("operation") not in ("CREATE", "UPDATE") or not isinstance(obj, dict):
         return _response(uid, True)
     try:
-        ops = json_patch(obj, default_workspace(obj))
+        defaulted = default_runtime_annotation(default_workspace(obj), request)
+        ops = json_patch(obj, defaulted)
     except (TypeError, ValueError, RecursionError) as e:
         return _response(uid, False, code=400, message=f"cannot default the object: {e}", reason="BadRequest")
     out = _response(uid, True)

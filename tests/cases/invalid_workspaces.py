@@ -265,7 +265,7 @@ CASES: list[tuple[str, Obj, str]] = [
     ("tuning-url-ipv4-mapped", _url("http://[::ffff:127.0.0.1]/data"), "tuning.input.urls[0]"),
     (
         "tuning-input-bad-image",
-        _set(_set(tuning_ws(), "tuning.input.urls", _DELETE), "tuning.input.image", "UPPER/Case:tag"),
+        _set(_set(tuning_ws(), "tuning.input.urls", _DELETE), "tuning.input.image", "UPPER/Case :tag"),
         "tuning.input.image",
     ),
     (

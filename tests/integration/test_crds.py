@@ -45,9 +45,9 @@ def test_generated_crds_are_committed() -> None:
 
 
 def test_examples_apply_and_columns_per_version(crds: ControlPlane, namespace: str) -> None:
-    for example in sorted((REPO / "examples").glob("*.yaml")):
+    for example in sorted((REPO / "examples").rglob("*.yaml")):
         _retry(lambda e=example: crds.kubectl("apply", "-n", namespace, "--dry-run=server", "-f", str(e)))
-    crds.kubectl("apply", "-n", namespace, "-f", str(REPO / "examples/kaito_workspace_phi_3.yaml"))
+    crds.kubectl("apply", "-n", namespace, "-f", str(REPO / "examples/inference/kaito_workspace_phi_3.yaml"))
     alpha = crds.kubectl("get", "workspaces.v1alpha1.kaito.sh", "-n", namespace).splitlines()[0].split()
     beta = crds.kubectl("get", "workspaces.v1beta1.kaito.sh", "-n", namespace).splitlines()[0].split()
     assert alpha == ["NAME", "INSTANCE", "RESOURCEREADY", "INFERENCEREADY", "WORKSPACEREADY", "AGE"]

@@ -89,7 +89,7 @@ async def test_examples_are_accepted_and_defaulted(
     webhook: tuple[WebhookRunner, KubeClient], namespace: str
 ) -> None:
     _, kube = webhook
-    for path in sorted((REPO / "examples").glob("*.yaml")):
+    for path in sorted((REPO / "examples").rglob("*.yaml")):
         obj = yaml.safe_load(path.read_text())
         res = WORKSPACES_V1ALPHA1 if obj["apiVersion"].endswith("v1alpha1") else WORKSPACES
         created = (

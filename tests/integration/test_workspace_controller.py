@@ -117,7 +117,7 @@ async def test_phi3_byo_reaches_ready_with_seed_service_and_columns(
 ) -> None:
     label = f"phi-3-{namespace}"
     control_plane.add_gpu_node(GpuNodeSpec(f"byo-{namespace}", extra_labels={"apps": label}))
-    ws = yaml.safe_load((REPO / "examples/kaito_workspace_phi_3.yaml").read_text())
+    ws = yaml.safe_load((REPO / "examples/inference/kaito_workspace_phi_3.yaml").read_text())
     ws["resource"]["labelSelector"]["matchLabels"]["apps"] = label
     async with _controller(kube, namespace, "byo"):
         await kube.create(WORKSPACES_V1ALPHA1, ws, namespace)
@@ -182,7 +182,7 @@ async def test_phi3_byo_reaches_ready_with_seed_service_and_columns(
 async def test_node_object_mode_creates_claim_and_names_quota_error(
     control_plane: ControlPlane, kube: KubeClient, namespace: str, mode: str
 ) -> None:
-    ws = yaml.safe_load((REPO / "examples/kaito_workspace_phi_3.yaml").read_text())
+    ws = yaml.safe_load((REPO / "examples/inference/kaito_workspace_phi_3.yaml").read_text())
     ws["metadata"]["name"] = "nc-phi"
     res = NODECLAIMS if mode == "nodeclaim" else MACHINES
     prefix = "" if mode == "nodeclaim" else "Machine"
@@ -291,7 +291,9 @@ async def test_node_object_mode_creates_claim_and_names_quota_error(
 async def test_tuning_example_runs_a_job_to_success(
     control_plane: ControlPlane, kube: KubeClient, namespace: str
 ) -> None:
-    ws = _byo_example(control_plane, namespace, "kaito_workspace_tuning_phi_3.yaml", "tune", key="app")
+    ws = _byo_example(
+        control_plane, namespace, "fine-tuning/kaito_workspace_tuning_phi_3.yaml", "tune", key="app"
+    )
     name = ws["metadata"]["name"]
     async with _controller(kube, namespace, "byo"):
         await kube.create(WORKSPACES_V1ALPHA1, ws, namespace)
@@ -347,7 +349,9 @@ async def test_multi_node_preset_gets_a_statefulset_with_one_replica_per_node(
             f"a100-{i}-{namespace}", instance_type="Standard_NC24ads_A100_v4", gpus=1,
             gpu_product="NVIDIA-A100-PCIE-80GB", gpu_memory_mib=81920, extra_labels={"apps": label},
         ))  # fmt: skip
-    ws = yaml.safe_load((REPO / "examples/kaito_workspace_multinode.yaml").read_text())
+    ws = yaml.safe_load(
+        (REPO / "examples/inference/kaito_workspace_llama_3_3_70b_multinode.yaml").read_text()
+    )
     ws["resource"]["labelSelector"]["matchLabels"]["apps"] = label
     async with _controller(kube, namespace, "byo"):
         await kube.create(WORKSPACES, ws, namespace)
@@ -370,7 +374,7 @@ async def test_unschedulable_pods_are_named_and_never_reported_ready(
     control_plane: ControlPlane, kube: KubeClient, namespace: str
 ) -> None:
     # The node claims the SKU but offers one GPU; the workload asks for the SKU's two.
-    ws = _byo_example(control_plane, namespace, "kaito_workspace_phi_3.yaml", "small", gpus=1)
+    ws = _byo_example(control_plane, namespace, "inference/kaito_workspace_phi_3.yaml", "small", gpus=1)
     async with _controller(kube, namespace, "byo"):
         await kube.create(WORKSPACES_V1ALPHA1, ws, namespace)
 
@@ -394,7 +398,7 @@ async def test_unschedulable_pods_are_named_and_never_reported_ready(
 async def test_deletion_is_bounded_when_a_node_object_never_goes_away(
     control_plane: ControlPlane, kube: KubeClient, namespace: str
 ) -> None:
-    ws = yaml.safe_load((REPO / "examples/kaito_workspace_phi_3.yaml").read_text())
+    ws = yaml.safe_load((REPO / "examples/inference/kaito_workspace_phi_3.yaml").read_text())
     ws["metadata"]["name"] = "stuck"
     manager, task = await _run_controller(kube, namespace, "nodeclaim", deletion_timeout=3.0)
     try:
@@ -434,7 +438,7 @@ async def test_deletion_is_bounded_when_a_node_object_never_goes_away(
 async def test_adapters_roll_pods_and_templates_follow_edits(
     control_plane: ControlPlane, kube: KubeClient, namespace: str
 ) -> None:
-    ws = _byo_example(control_plane, namespace, "kaito_workspace_phi_3_with_adapters.yaml", "adapt")
+    ws = _byo_example(control_plane, namespace, "inference/kaito_workspace_phi_3_with_adapters.yaml", "adapt")
     label = ws["resource"]["labelSelector"]["matchLabels"]["apps"]
     name = ws["metadata"]["name"]
     template_ws = {
@@ -509,7 +513,7 @@ POD_FAILURES = {
 async def test_failing_pods_turn_inference_ready_false_with_their_reason(
     control_plane: ControlPlane, kube: KubeClient, namespace: str, reason: str
 ) -> None:
-    ws = _byo_example(control_plane, namespace, "kaito_workspace_phi_3.yaml", "fail")
+    ws = _byo_example(control_plane, namespace, "inference/kaito_workspace_phi_3.yaml", "fail")
     name = ws["metadata"]["name"]
     async with _controller(kube, namespace, "byo"):
         await kube.create(WORKSPACES_V1ALPHA1, ws, namespace)
@@ -559,7 +563,12 @@ async def test_tuning_job_failure_is_named_on_the_workspace(
 ) -> None:
     # One GPU where the Job asks for two: its pod stays Pending, so the test, not kwok, decides the outcome.
     ws = _byo_example(
-        control_plane, namespace, "kaito_workspace_tuning_phi_3.yaml", "tunefail", key="app", gpus=1
+        control_plane,
+        namespace,
+        "fine-tuning/kaito_workspace_tuning_phi_3.yaml",
+        "tunefail",
+        key="app",
+        gpus=1,
     )
     name = ws["metadata"]["name"]
     async with _controller(kube, namespace, "byo"):
@@ -620,7 +629,7 @@ async def test_deletion_completes_without_karpenter_crds(tmp_path: Path) -> None
         setup(manager, kube, settings)
         task = asyncio.create_task(manager.run())
         try:
-            ws = yaml.safe_load((REPO / "examples/kaito_workspace_phi_3.yaml").read_text())
+            ws = yaml.safe_load((REPO / "examples/inference/kaito_workspace_phi_3.yaml").read_text())
             await kube.create(WORKSPACES_V1ALPHA1, ws, "default")
             name = ws["metadata"]["name"]
 

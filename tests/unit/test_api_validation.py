@@ -16,7 +16,7 @@ from kaito_ctrl.api.netcheck import url_problem
 from kaito_ctrl.api.validation import validate_workspace
 from tests.cases.invalid_workspaces import CASES, inference_ws, tuning_ws
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").rglob("*.yaml"))
 
 
 def test_enough_invalid_cases_with_unique_ids() -> None:

@@ -50,7 +50,7 @@ def test_plan_rejects_invalid_with_exit_1(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_plan_accepts_the_seed_examples(capsys: pytest.CaptureFixture[str]) -> None:
-    for example in sorted((REPO / "examples").glob("*.yaml")):
+    for example in sorted((REPO / "examples").rglob("*.yaml")):
         assert main(["plan", "-f", str(example)]) == 0, example
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kaito_ctrl.api.runtimes import default_runtime_annotation
 from kaito_ctrl.controllers.workspace.nodes import BYONodes, KarpenterNodes, node_object_name
 from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
 from kaito_ctrl.controllers.workspace.tuning import render_tuning
@@ -34,22 +35,31 @@ def _ws(example: str, **changes: Any) -> WorkspaceSpec:
         for k in keys[:-1]:
             cur = cur[k]
         cur[keys[-1]] = value
-    return WorkspaceSpec(obj)
+    # As the defaulting webhook stores it: the runtime follows the API version the file is written in.
+    version = obj["apiVersion"].rpartition("/")[2]
+    return WorkspaceSpec(
+        default_runtime_annotation(obj, {"operation": "CREATE", "kind": {"version": version}})
+    )
 
 
 CASES = {
-    "phi3-byo": ("kaito_workspace_phi_3.yaml", {}, "byo", 1),
-    "phi3-nodeclaim": ("kaito_workspace_phi_3.yaml", {}, "nodeclaim", 1),
-    "phi3-machine": ("kaito_workspace_phi_3.yaml", {}, "machine", 1),
-    "phi3-adapters-nodeclaim": ("kaito_workspace_phi_3_with_adapters.yaml", {}, "nodeclaim", 1),
-    "llama70b-multinode-nodeclaim": ("kaito_workspace_multinode.yaml", {}, "nodeclaim", 3),
+    "phi3-byo": ("inference/kaito_workspace_phi_3.yaml", {}, "byo", 1),
+    "phi3-nodeclaim": ("inference/kaito_workspace_phi_3.yaml", {}, "nodeclaim", 1),
+    "phi3-machine": ("inference/kaito_workspace_phi_3.yaml", {}, "machine", 1),
+    "phi3-adapters-nodeclaim": ("inference/kaito_workspace_phi_3_with_adapters.yaml", {}, "nodeclaim", 1),
+    "llama70b-multinode-nodeclaim": (
+        "inference/kaito_workspace_llama_3_3_70b_multinode.yaml",
+        {},
+        "nodeclaim",
+        3,
+    ),
     "phi4-a100-byo": (
-        "kaito_workspace_byo.yaml",
+        "inference/kaito_workspace_phi_3_byo.yaml",
         {"inference__preset__name": "phi-4", "resource__instanceType": "Standard_NC24ads_A100_v4"},
         "byo",
         1,
     ),
-    "tuning-phi3-nodeclaim": ("kaito_workspace_tuning_phi_3.yaml", {}, "nodeclaim", 1),
+    "tuning-phi3-nodeclaim": ("fine-tuning/kaito_workspace_tuning_phi_3.yaml", {}, "nodeclaim", 1),
 }
 
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from kaito_ctrl import pki
 from kaito_ctrl.api.defaults import default_workspace
+from kaito_ctrl.api.runtimes import default_runtime_annotation
 from kaito_ctrl.kube.clock import FakeClock
 from kaito_ctrl.webhook import admission
 from kaito_ctrl.webhook.certs import DAY, CertPolicy, from_secret, generate, needs_rotation, to_secret
@@ -64,8 +65,10 @@ def test_mutation_patch_produces_the_defaulted_object() -> None:
     resp = admission.mutate(_review(obj))["response"]
     assert resp["allowed"] and resp["patchType"] == "JSONPatch"
     ops = json.loads(base64.b64decode(resp["patch"]))
-    assert _apply_patch(obj, ops) == default_workspace(obj)
-    already = default_workspace(obj)
+    review = _review(obj)
+    expected = default_runtime_annotation(default_workspace(obj), review["request"])
+    assert _apply_patch(obj, ops) == expected
+    already = expected
     assert "patch" not in admission.mutate(_review(already))["response"]
 
 

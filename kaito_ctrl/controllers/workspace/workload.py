@@ -8,6 +8,7 @@ from typing import Any
 
 from kaito_ctrl.api import labels as L
 from kaito_ctrl.api.catalog import catalog
+from kaito_ctrl.api.runtimes import runtime_image, runtime_of
 from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
 from kaito_ctrl.render import render
 
@@ -17,7 +18,7 @@ BIG_MODEL_GIB = 40  # above this, loading takes long enough to need a startup pr
 def inference_command(ws: WorkspaceSpec, nodes: int, gpus: int) -> str:
     preset = ws.preset
     assert preset is not None
-    runtime = ws.annotations.get(L.ANNOTATION_RUNTIME) or preset.runtime
+    runtime = runtime_of(ws.annotations, preset)
     if runtime == "transformers":
         cmd = f"accelerate launch --num_processes 1 --num_machines {nodes} --gpu_ids all /workspace/tfs/inference_api.py"
         if nodes > 1:
@@ -68,9 +69,11 @@ def render_inference(
     if secret:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret, "key": "HF_TOKEN"}}})
     big = preset.weights_gib >= BIG_MODEL_GIB
-    image = ((inference.get("preset") or {}).get("presetOptions") or {}).get("image") or preset.image(
-        registry, catalog().base_image
-    )
+    runtime = runtime_of(ws.annotations, preset)
+    # The runtime picks the image (and so the API its server answers): see api/runtimes.py.
+    image = ((inference.get("preset") or {}).get("presetOptions") or {}).get("image") or runtime_image(
+        preset, runtime, catalog()
+    ).reference(registry)
     values = {
         "name": ws.name,
         "namespace": ws.namespace,
@@ -78,6 +81,8 @@ def render_inference(
         "selector": selector,
         "owner": ws.owner_reference,
         "revision": ws.revision,
+        # The pod says which runtime it runs, so the sandbox's stand-in server (and a human) can tell.
+        "pod_annotations": {L.ANNOTATION_REVISION: ws.revision, L.ANNOTATION_RUNTIME: runtime},
         "kind": "StatefulSet" if multi else "Deployment",
         "replicas": nodes if multi else 1,
         "node_requirements": node_requirements,
