@@ -33,6 +33,7 @@ from typing import Any
 import structlog
 
 from kaito_ctrl import pki
+from kaito_ctrl.testing import kwokextras
 from kaito_ctrl.testing.binaries import ensure_binaries
 from kaito_ctrl.testing.gpunodes import DEFAULT_GPU_NODES, GpuNodeSpec, gpu_node_manifest
 
@@ -72,6 +73,10 @@ class ControlPlaneOptions:
     # Write the apiserver's audit log (every request at Metadata level: user, user agent, verb, object, code)
     # to ``ControlPlane.audit_log``, so tests can prove who wrote what and when from the server's own record.
     audit: bool = False
+    # kwok's kubelet server answers port-forward and logs for the pods the sandbox points at local processes
+    # (kwok PortForward and Logs objects): its CRDs are installed and the apiserver reaches the "kubelet" at the
+    # Node's InternalIP (127.0.0.1) over TLS it verifies.
+    kwok_debugging: bool = False
 
 
 @dataclass
@@ -115,6 +120,15 @@ class ControlPlane:
         if self.options.scheduler:
             self._start("kube-scheduler", self._scheduler_args())
         if self.options.kwok:
+            if self.options.kwok_debugging:
+                self.apply_objects(kwokextras.debugging_crds())
+                for crd in kwokextras.debugging_crds():
+                    self.kubectl(
+                        "wait",
+                        "--for=condition=Established",
+                        "--timeout=60s",
+                        f"crd/{crd['metadata']['name']}",
+                    )
             self._start("kwok", self._kwok_args())
             for spec in self.options.gpu_nodes:
                 self.add_gpu_node(spec)
@@ -269,6 +283,11 @@ class ControlPlane:
         pki.write_pair(serving, self.pki_dir, "apiserver")
         admin = pki.issue(ca, "kaito-admin", organization="system:masters", client=True)
         pki.write_pair(admin, self.pki_dir, "admin")
+        # kwok's kubelet server (port-forward, logs) at the Nodes' InternalIP.
+        kubelet = pki.issue(ca, "kwok-kubelet", ip_addresses=("127.0.0.1",), server=True)
+        pki.write_pair(kubelet, self.pki_dir, "kubelet")
+        kubelet_client = pki.issue(ca, "kube-apiserver-kubelet-client", client=True)
+        pki.write_pair(kubelet_client, self.pki_dir, "kubelet-client")
         for user in ("system:kube-controller-manager", "system:kube-scheduler", "kwok"):
             org = "system:masters" if user == "kwok" else None
             pair = pki.issue(ca, user, organization=org, client=True)
@@ -375,6 +394,7 @@ class ControlPlane:
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
                 *self._audit_flags(),
+                *self._kubelet_flags(),
                 *self.options.extra_apiserver_flags,
             ],
         )
@@ -408,6 +428,16 @@ class ControlPlane:
                 events.append(dict(json.loads(line)))
         return events
 
+    def _kubelet_flags(self) -> list[str]:
+        """How the apiserver reaches kwok's kubelet server: by the Node's InternalIP (never its host name, which
+        does not resolve here), verifying the serving certificate with the cluster CA."""
+        return [
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-certificate-authority={self.ca_file}",
+            f"--kubelet-client-certificate={self.pki_dir / 'kubelet-client.crt'}",
+            f"--kubelet-client-key={self.pki_dir / 'kubelet-client.key'}",
+        ]
+
     def _kcm_args(self) -> list[str]:
         kc = str(self.workdir / "kube-controller-manager.kubeconfig")
         return [
@@ -438,8 +468,17 @@ class ControlPlane:
     def _kwok_args(self) -> list[str]:
         stages = sorted((self.bin_dir / "kwok-stages").glob("*.yaml"))
         config = self.workdir / "kwok-stages.yaml"
-        config.write_text("\n---\n".join(s.read_text() for s in stages))
+        config.write_text(kwokextras.compose_stages([s.read_text() for s in stages]))
         port = free_port()
+        debugging = (
+            [
+                f"--enable-crds={','.join(kwokextras.DEBUG_KINDS)}",
+                f"--tls-cert-file={self.pki_dir / 'kubelet.crt'}",
+                f"--tls-private-key-file={self.pki_dir / 'kubelet.key'}",
+            ]
+            if self.options.kwok_debugging
+            else []
+        )
         return [
             str(self.bin_dir / "kwok"),
             f"--kubeconfig={self.workdir / 'kwok.kubeconfig'}",
@@ -450,6 +489,7 @@ class ControlPlane:
             f"--node-port={port}",
             f"--server-address=127.0.0.1:{port}",
             "--cidr=127.10.0.1/16",
+            *debugging,
         ]
 
 

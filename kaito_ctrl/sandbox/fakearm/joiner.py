@@ -27,6 +27,9 @@ log = structlog.get_logger(__name__)
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 CLUSTER_LABEL = "kubernetes.azure.com/cluster"
 AGENTPOOL_LABEL = "kubernetes.azure.com/agentpool"
+# Every fake Node's InternalIP: kwok's kubelet server listens there, and the apiserver reaches a pod's
+# port-forward and logs through it (--kubelet-preferred-address-types=InternalIP).
+KUBELET_IP = "127.0.0.1"
 # A pool keeps its nodes through these states once it has succeeded.
 _LIVE_STATES = frozenset({"Succeeded", "Updating", "Scaling", "Upgrading"})
 
@@ -175,18 +178,11 @@ class NodeJoiner:
             n["metadata"]["name"]: n
             for n in await self.kube.list_all(NODES, label_selector=f"{CLUSTER_LABEL}={self.cluster_label}")
         }
-        used_ips = {
-            a.get("address")
-            for n in have.values()
-            for a in (n.get("status") or {}).get("addresses") or ()
-            if a.get("type") == "InternalIP"
-        }
-        free_ips = (f"127.0.0.{i}" for i in range(2, 255) if f"127.0.0.{i}" not in used_ips)
         for name, (pool, index) in want.items():
             if name in have:
                 continue
             try:
-                await self.kube.create(NODES, self.node_manifest(pool, index, next(free_ips, "127.0.0.254")))
+                await self.kube.create(NODES, self.node_manifest(pool, index, KUBELET_IP))
                 log.info("fake node joined", node=name, pool=pool.name)
             except Conflict:
                 pass

@@ -1,0 +1,144 @@
+"""What kwok needs beyond its shipped stages for the sandbox to behave like a cluster:
+
+- a Pod stage that does what a kubelet does with an image reference that does not parse: the container waits
+  with ``InvalidImageName`` and the pod never runs (the shipped ``pod-ready`` stage is narrowed so it leaves
+  those pods alone);
+- the CustomResourceDefinitions of kwok's ``PortForward`` and ``Logs`` objects, which kwok watches with
+  ``--enable-crds`` so the sandbox can point a pod's port-forward and ``kubectl logs`` at a local process
+  (written here as open schemas; kwok validates the objects itself).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from kaito_ctrl.api.imageref import PULLABLE_PATTERN
+
+# A jq expression over a Pod: true when any container or init container names an image that does not parse.
+_ESCAPED = PULLABLE_PATTERN.replace("\\", "\\\\")  # a jq / Go string literal needs backslashes doubled
+INVALID_IMAGE_QUERY = (
+    f'[(.spec.initContainers // [])[], (.spec.containers // [])[] | .image | test("{_ESCAPED}") | not] | any'
+)
+_WAITING_INVALID = (
+    "[(.status.initContainerStatuses // [])[], (.status.containerStatuses // [])[]"
+    ' | .state.waiting.reason == "InvalidImageName"] | any'
+)
+
+# The kubelet's message, as `kubectl describe pod` shows it for such an image.
+_INVALID_STATUS = """
+{{ $now := Now }}
+{{ $valid := "%(pattern)s" }}
+{{ $initBad := false }}
+{{ range .spec.initContainers }}{{ if not (regexMatch $valid .image) }}{{ $initBad = true }}{{ end }}{{ end }}
+conditions:
+- {lastTransitionTime: {{ $now | Quote }}, status: "{{ if $initBad }}False{{ else }}True{{ end }}", type: Initialized}
+- {lastTransitionTime: {{ $now | Quote }}, status: "False", type: Ready, reason: ContainersNotReady}
+- {lastTransitionTime: {{ $now | Quote }}, status: "False", type: ContainersReady, reason: ContainersNotReady}
+- {lastTransitionTime: {{ $now | Quote }}, status: "True", type: PodScheduled}
+{{ with .spec.initContainers }}
+initContainerStatuses:
+{{ range . }}
+- image: {{ .image | Quote }}
+  name: {{ .name | Quote }}
+  ready: false
+  restartCount: 0
+  state:
+    waiting:
+{{ if regexMatch $valid .image }}
+      reason: PodInitializing
+{{ else }}
+      reason: InvalidImageName
+      message: {{ printf "Failed to apply default image tag %%q: couldn't parse image name %%q: invalid reference format" .image .image | Quote }}
+{{ end }}
+{{ end }}
+{{ end }}
+containerStatuses:
+{{ range .spec.containers }}
+- image: {{ .image | Quote }}
+  name: {{ .name | Quote }}
+  ready: false
+  restartCount: 0
+  state:
+    waiting:
+{{ if and (regexMatch $valid .image) (not $initBad) }}
+      reason: ContainerCreating
+{{ else if regexMatch $valid .image }}
+      reason: PodInitializing
+{{ else }}
+      reason: InvalidImageName
+      message: {{ printf "Failed to apply default image tag %%q: couldn't parse image name %%q: invalid reference format" .image .image | Quote }}
+{{ end }}
+{{ end }}
+phase: Pending
+""" % {"pattern": _ESCAPED}
+
+
+def invalid_image_stage() -> dict[str, Any]:
+    return {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": "pod-invalid-image-name"},
+        "spec": {
+            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
+            "selector": {
+                "matchExpressions": [
+                    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
+                    {"key": ".status.phase", "operator": "In", "values": ["Pending"]},
+                    {"key": INVALID_IMAGE_QUERY, "operator": "In", "values": ["true"]},
+                    {"key": _WAITING_INVALID, "operator": "NotIn", "values": ["true"]},
+                ]
+            },
+            "next": {"statusTemplate": _INVALID_STATUS},
+        },
+    }
+
+
+def compose_stages(shipped: list[str]) -> str:
+    """kwok's shipped stage files plus ours, as one multi-document config; ``pod-ready`` no longer takes pods
+    whose images do not parse."""
+    docs: list[dict[str, Any]] = []
+    for text in shipped:
+        for doc in yaml.safe_load_all(text):
+            if not doc:
+                continue
+            if doc.get("kind") == "Stage" and doc["metadata"]["name"] == "pod-ready":
+                doc["spec"]["selector"]["matchExpressions"].append(
+                    {"key": INVALID_IMAGE_QUERY, "operator": "NotIn", "values": ["true"]}
+                )
+            docs.append(doc)
+    docs.append(invalid_image_stage())
+    return "\n---\n".join(yaml.safe_dump(d, sort_keys=False, width=1000) for d in docs)
+
+
+def _open_crd(kind: str, plural: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.kwok.x-k8s.io"},
+        "spec": {
+            "group": "kwok.x-k8s.io",
+            "scope": "Namespaced",
+            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower()},
+            "versions": [
+                {
+                    "name": "v1alpha1",
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                    },
+                }
+            ],
+        },
+    }
+
+
+DEBUG_KINDS = ("PortForward", "Logs")
+
+
+def debugging_crds() -> list[dict[str, Any]]:
+    """kwok's per-pod PortForward and Logs kinds (namespaced; an object is named after its pod)."""
+    return [_open_crd("PortForward", "portforwards"), _open_crd("Logs", "logs")]
