@@ -63,12 +63,18 @@ def pull_problem(ref: str) -> str | None:
     return None
 
 
-def pull_warning(path: str, ref: str) -> str | None:
-    """The admission warning for an image that will not pull, naming the field; None when it looks pullable."""
+def pull_warning(path: str, ref: str, *, pushed: bool = False) -> str | None:
+    """The admission warning for an image that will not pull (or, for a tuning output, push), naming the
+    field; None when it looks valid."""
     problem = pull_problem(ref)
     if problem is None:
         return None
+    verb, later = (
+        ("push", "the tuning Job cannot push its result")
+        if pushed
+        else ("pull", "the pod will report InvalidImageName")
+    )
     return (
-        f"{path}: {ref!r} will not pull as written ({problem}); the pod will report InvalidImageName "
-        "until it is replaced (a placeholder? put your registry and image there)"
+        f"{path}: {ref!r} will not {verb} as written ({problem}); {later} until it is replaced "
+        "(a placeholder? put your registry and image there)"
     )

@@ -45,12 +45,12 @@ class _Validator:
     def err(self, path: str, message: str) -> None:
         self.errors.append(FieldError(path, message))
 
-    def image(self, path: str, ref: str) -> None:
+    def image(self, path: str, ref: str, *, pushed: bool = False) -> None:
         """Refuse what a Pod would refuse; warn about what only the kubelet would (InvalidImageName)."""
         refused = imageref.refusal(ref)
         if refused:
             self.err(path, f"{ref!r} is not a valid image reference: {refused}")
-        elif (warning := imageref.pull_warning(path, ref)) is not None:
+        elif (warning := imageref.pull_warning(path, ref, pushed=pushed)) is not None:
             self.warnings.append(warning)
 
     # ------------------------------------------------------------------ top level
@@ -330,7 +330,7 @@ class _Validator:
             )
         image = dest.get("image")
         if image:
-            self.image("tuning.output.image", str(image))
+            self.image("tuning.output.image", str(image), pushed=True)
             if not dest.get("imagePushSecret"):
                 self.err("tuning.output.imagePushSecret", "pushing the output image needs imagePushSecret")
 

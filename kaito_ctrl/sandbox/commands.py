@@ -82,11 +82,11 @@ def up(args: argparse.Namespace) -> int:
 
 
 def _apply_example() -> None:
-    """Apply the seed's Phi-3 quickstart Workspace and show how kubectl sees it."""
+    """Apply the seed's Phi-3 quickstart Workspace, verbatim, and show it as the seed's `kubectl get` does."""
     info = json.loads(paths.ready_file().read_text())
     kubectl = [str(Path(info["bin_dir"]) / "kubectl"), "--kubeconfig", info["kubeconfig"]]
     example = repo_root() / "examples" / "inference" / "kaito_workspace_phi_3.yaml"
-    _say(f"==> applying {example.name} (the seed's Phi-3 quickstart)")
+    _say(f"==> kubectl apply -f examples/inference/{example.name} (the seed's Phi-3 quickstart, verbatim)")
     deadline = time.monotonic() + 60
     while True:
         res = subprocess.run([*kubectl, "apply", "-f", str(example)], capture_output=True, text=True)
@@ -95,8 +95,8 @@ def _apply_example() -> None:
             break
         time.sleep(0.5)  # polling interval of a deadline-bounded wait
     _say((res.stdout + res.stderr).strip())
-    _say("==> waiting for the workspace to be ready (kubectl get workspaces.v1alpha1.kaito.sh)")
-    get = [*kubectl, "get", "workspaces.v1alpha1.kaito.sh", "workspace-phi-3-mini"]
+    _say("==> waiting for the workspace to be ready (kubectl get workspace workspace-phi-3-mini)")
+    get = [*kubectl, "get", "workspace", "workspace-phi-3-mini"]
     deadline = time.monotonic() + 180
     out = ""
     while time.monotonic() < deadline:
@@ -117,9 +117,16 @@ def _print_usage() -> int:
         f"(metrics {info['controller']['metrics']}, log {info['controller']['log']}).\n"
         f"\n    export KUBECONFIG={kubeconfig}\n"
         f"    export PATH={kubectl.parent}:$PATH   # kubectl {info['versions'].get('kubernetes', '')}\n"
-        "\nThen try:\n    kubectl get nodes -L node.kubernetes.io/instance-type,nvidia.com/gpu.count\n"
-        "    kaito-ctrl plan -f examples/inference/kaito_workspace_phi_3.yaml\n"
-        "    kubectl apply -f examples/inference/kaito_workspace_phi_3.yaml && kubectl get workspace\n"
+        "\nThen try the seed's steps:\n"
+        "    kubectl apply -f examples/inference/kaito_workspace_phi_3.yaml\n"
+        "    kubectl get workspace workspace-phi-3-mini\n"
+        "    kubectl get svc workspace-phi-3-mini\n"
+        "    # the seed's in-cluster curl pod, done from here (a local stand-in answers for the model):\n"
+        "    kubectl port-forward svc/workspace-phi-3-mini 8080:80 &\n"
+        '    curl -X POST http://127.0.0.1:8080/chat -H "Content-Type: application/json" '
+        '-d \'{"prompt":"YOUR QUESTION HERE"}\'\n'
+        "    kubectl logs deploy/workspace-phi-3-mini\n"
+        "    kubectl get nodes -L node.kubernetes.io/instance-type,nvidia.com/gpu.count\n"
         "\nStop it with `kaito-ctrl sandbox down` (or `make down`).",
         flush=True,
     )

@@ -207,3 +207,35 @@ class FakeArmProcess:
 
     def stop(self) -> None:
         terminate(self.popen)
+
+
+@dataclass
+class StandInProcess:
+    """The stand-ins' manager (``kaito_ctrl.sandbox.standin.manager``): one local inference stand-in per
+    inference pod on a kwok node, reached through kwok's port-forward; its own process, like the fake ARM server."""
+
+    state_dir: Path
+    kubeconfig: str
+    popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / "manager.log"
+
+    def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            [
+                sys.executable, "-m", "kaito_ctrl.sandbox.standin.manager",
+                "--kubeconfig", self.kubeconfig, "--state-dir", str(self.state_dir),
+            ],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        log.close()
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self) -> None:
+        terminate(self.popen)

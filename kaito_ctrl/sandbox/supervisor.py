@@ -20,7 +20,13 @@ from typing import Any
 
 from kaito_ctrl import logsetup
 from kaito_ctrl.sandbox import paths
-from kaito_ctrl.sandbox.stack import ControllerProcess, FakeArmProcess, install, service_account_kubeconfig
+from kaito_ctrl.sandbox.stack import (
+    ControllerProcess,
+    FakeArmProcess,
+    StandInProcess,
+    install,
+    service_account_kubeconfig,
+)
 from kaito_ctrl.testing.binaries import read_versions
 from kaito_ctrl.testing.controlplane import ControlPlane, ControlPlaneOptions
 
@@ -57,14 +63,16 @@ def main() -> int:
     mode = os.environ.get("KAITO_NODE_PROVISIONER", "nodeclaim")
     replicas = max(1, int(os.environ.get("KAITO_SANDBOX_REPLICAS", "1")))
     # With a node provisioner, GPU nodes come from agent pools on the fake ARM server; BYO gets two up front.
+    # kwok_debugging: pods' port-forward and logs reach the stand-in servers (kaito_ctrl/sandbox/standin).
     options = (
-        ControlPlaneOptions(workdir=workdir)
+        ControlPlaneOptions(workdir=workdir, kwok_debugging=True)
         if mode == "byo"
-        else ControlPlaneOptions(workdir=workdir, gpu_nodes=())
+        else ControlPlaneOptions(workdir=workdir, gpu_nodes=(), kwok_debugging=True)
     )
     cp = ControlPlane(options)
     controllers: list[ControllerProcess] = []
     fake_arm: FakeArmProcess | None = None
+    standins: StandInProcess | None = None
     try:
         _stage("starting etcd, kube-apiserver, controller-manager, scheduler and kwok")
         cp.start()
@@ -85,6 +93,9 @@ def main() -> int:
         _stage("installing the CRDs, RBAC and webhook from manifests/")
         install(cp, controllers[0])
         service_account_kubeconfig(cp, kubeconfig)
+        _stage("starting the inference stand-ins' manager (POST /chat through the Service)")
+        standins = StandInProcess(state_dir=root / "standins", kubeconfig=cp.kubeconfig)
+        standins.start()
         _stage(f"starting kaito-ctrl ({replicas} replica(s), node provisioner {mode})")
         for c in controllers:
             c.start()
@@ -104,6 +115,8 @@ def main() -> int:
             missing = [n for n in info["components"] if n not in cp.pids()]
             if fake_arm is not None and not fake_arm.alive():
                 missing.append("fake-arm")
+            if standins is not None and not standins.alive():
+                missing.append("stand-in manager")
             if missing:
                 _event(event="component exited", components=missing)
                 return 1
@@ -125,6 +138,8 @@ def main() -> int:
             c.stop()
         if fake_arm is not None:
             fake_arm.stop()
+        if standins is not None:
+            standins.stop()
         cp.stop()
 
 

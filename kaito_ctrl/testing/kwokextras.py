@@ -29,7 +29,7 @@ _WAITING_INVALID = (
 # The kubelet's message, as `kubectl describe pod` shows it for such an image.
 _INVALID_STATUS = """
 {{ $now := Now }}
-{{ $valid := "%(pattern)s" }}
+{{ $valid := "@PULLABLE@" }}
 {{ $initBad := false }}
 {{ range .spec.initContainers }}{{ if not (regexMatch $valid .image) }}{{ $initBad = true }}{{ end }}{{ end }}
 conditions:
@@ -50,7 +50,7 @@ initContainerStatuses:
       reason: PodInitializing
 {{ else }}
       reason: InvalidImageName
-      message: {{ printf "Failed to apply default image tag %%q: couldn't parse image name %%q: invalid reference format" .image .image | Quote }}
+      message: {{ printf "Failed to apply default image tag %q: couldn't parse image name %q: invalid reference format" .image .image | Quote }}
 {{ end }}
 {{ end }}
 {{ end }}
@@ -68,11 +68,11 @@ containerStatuses:
       reason: PodInitializing
 {{ else }}
       reason: InvalidImageName
-      message: {{ printf "Failed to apply default image tag %%q: couldn't parse image name %%q: invalid reference format" .image .image | Quote }}
+      message: {{ printf "Failed to apply default image tag %q: couldn't parse image name %q: invalid reference format" .image .image | Quote }}
 {{ end }}
 {{ end }}
 phase: Pending
-""" % {"pattern": _ESCAPED}
+""".replace("@PULLABLE@", _ESCAPED)
 
 
 def invalid_image_stage() -> dict[str, Any]:

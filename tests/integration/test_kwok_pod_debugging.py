@@ -100,7 +100,7 @@ def test_invalid_image_waits_like_a_kubelet_and_valid_images_run(debug_cp: Contr
 
 
 class _Hello(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         body = b'{"hello": "from a local process"}'
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))

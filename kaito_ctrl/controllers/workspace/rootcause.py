@@ -9,7 +9,8 @@ _WAITING = {
     "CrashLoopBackOff": "ContainerCrashLoopBackOff",
     "ImagePullBackOff": "ImagePullError",
     "ErrImagePull": "ImagePullError",
-    "InvalidImageName": "ImagePullError",
+    # Not a pull failure: the reference itself does not parse (a placeholder left in), so say so.
+    "InvalidImageName": "InvalidImageName",
     "CreateContainerConfigError": "ContainerStartError",
     "CreateContainerError": "ContainerStartError",
     "RunContainerError": "ContainerStartError",
