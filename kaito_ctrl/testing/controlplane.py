@@ -489,6 +489,9 @@ class ControlPlane:
             f"--node-port={port}",
             f"--server-address=127.0.0.1:{port}",
             "--cidr=127.10.0.1/16",
+            # Node Leases, as a kubelet keeps them: without them the shipped heartbeat stage (every 10-20 min)
+            # is all kube-controller-manager sees, so it marks each Node NotReady (and its pods unready) ~50 s in.
+            "--node-lease-duration-seconds=40",
             *debugging,
         ]
 
