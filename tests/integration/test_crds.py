@@ -48,14 +48,16 @@ def test_examples_apply_and_columns_per_version(crds: ControlPlane, namespace: s
     for example in sorted((REPO / "examples").rglob("*.yaml")):
         _retry(lambda e=example: crds.kubectl("apply", "-n", namespace, "--dry-run=server", "-f", str(e)))
     crds.kubectl("apply", "-n", namespace, "-f", str(REPO / "examples/inference/kaito_workspace_phi_3.yaml"))
-    alpha = crds.kubectl("get", "workspaces.v1alpha1.kaito.sh", "-n", namespace).splitlines()[0].split()
-    beta = crds.kubectl("get", "workspaces.v1beta1.kaito.sh", "-n", namespace).splitlines()[0].split()
-    assert alpha == ["NAME", "INSTANCE", "RESOURCEREADY", "INFERENCEREADY", "WORKSPACEREADY", "AGE"]
-    assert beta == ["NAME", "INSTANCE", "RESOURCEREADY", "INFERENCEREADY", "JOBSTARTED", "WORKSPACESUCCEEDED",
-                    "TARGETNODECOUNT", "STATE", "AGE"]  # fmt: skip
+    seed = ["NAME", "INSTANCE", "RESOURCEREADY", "INFERENCEREADY", "WORKSPACEREADY", "AGE"]
+    wide = ["NAME", "INSTANCE", "RESOURCEREADY", "INFERENCEREADY", "WORKSPACEREADY", "JOBSTARTED",
+            "WORKSPACESUCCEEDED", "TARGETNODECOUNT", "STATE", "AGE"]  # fmt: skip
+    # Plain `kubectl get workspace` (as the seed types it) and both versions spelled out: the seed's columns.
+    for resource in ("workspace", "workspaces.v1alpha1.kaito.sh", "workspaces.v1beta1.kaito.sh"):
+        assert crds.kubectl("get", resource, "-n", namespace).splitlines()[0].split() == seed, resource
+        assert crds.kubectl("get", resource, "-n", namespace, "-o", "wide").splitlines()[0].split() == wide
     short = crds.kubectl("get", "wk", "-n", namespace, "-o", "json")
     stored = json.loads(short)["items"][0]
-    assert stored["resource"]["instanceType"] == "Standard_NC12s_v3"
+    assert stored["resource"]["instanceType"] == "Standard_NC6s_v3"
     assert stored["resource"]["count"] == 1, "schema default applied"
 
 
