@@ -103,8 +103,19 @@ def test_render_single_node_deployment_and_seed_service() -> None:
     assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [(80, 5000), (29500, 29500)]
     assert svc["metadata"]["ownerReferences"][0]["uid"] == "u"
     pod = dep["spec"]["template"]["spec"]
-    assert pod["containers"][0]["image"] == "mcr.microsoft.com/aks/kaito/kaito-phi-3-mini-4k-instruct:0.0.2"
+    # No kaito.sh/runtime (not through the webhook): the preset's default, vLLM on the current base image.
+    assert pod["containers"][0]["image"] == "mcr.microsoft.com/aks/kaito/kaito-base:0.5.0"
     assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "2"}
+    seed = {"name": "w", "namespace": "ns", "uid": "u", "annotations": {"kaito.sh/runtime": "transformers"}}
+    tfs = render_inference(
+        WorkspaceSpec({**inference_ws("w"), "metadata": seed}), nodes=1, node_requirements=[],
+        registry="mcr.microsoft.com/aks/kaito",
+    )[1]["spec"]["template"]  # fmt: skip
+    assert (
+        tfs["spec"]["containers"][0]["image"]
+        == "mcr.microsoft.com/aks/kaito/kaito-phi-3-mini-4k-instruct:0.0.2"
+    )
+    assert tfs["metadata"]["annotations"]["kaito.sh/runtime"] == "transformers"
     assert {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"} in pod["tolerations"]
     assert pod["volumes"][0] == {"name": "dshm", "emptyDir": {"medium": "Memory"}}
 
