@@ -65,28 +65,34 @@ def test_seed_examples_are_accepted_with_the_seed_columns(sandbox: Sandbox, e2e_
     adapters = sandbox.get_json("workspace", "workspace-phi-3-mini-adapter", "-n", e2e_namespace)
     assert adapters["inference"]["adapters"][0]["strength"] == "1.0"
 
-    # And they run: the adapter workspace serves, the tuning Job runs to completion on its GPU node.
+    # And they run as they would on a cluster: the adapter workspace's placeholder image never pulls (the pod
+    # reports InvalidImageName and so does the Workspace), the tuning Job runs to completion on its GPU node.
     def conditions(name: str) -> dict[str, str]:
         obj = sandbox.get_json("workspace", name, "-n", e2e_namespace)
         return {c["type"]: c["status"] for c in obj.get("status", {}).get("conditions", [])}
 
+    def reason(name: str, type_: str) -> str:
+        obj = sandbox.get_json("workspace", name, "-n", e2e_namespace)
+        return next(
+            (c.get("reason", "") for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_),
+            "",
+        )
+
     wait_for(
-        lambda: conditions("workspace-phi-3-mini-adapter").get("InferenceReady") == "True",
+        lambda: reason("workspace-phi-3-mini-adapter", "InferenceReady") == "InvalidImageName",
         240,
-        "the adapter workspace serving",
+        "the adapter workspace to name its placeholder image",
     )
     wait_for(
-        lambda: conditions("workspace-tuning-phi-3").get("WorkspaceSucceeded") == "True",
+        lambda: conditions("workspace-tuning-phi-3-mini").get("WorkspaceSucceeded") == "True",
         240,
         "the tuning workspace succeeded",
     )
-    assert conditions("workspace-tuning-phi-3")["JobStarted"] == "True"
+    assert conditions("workspace-tuning-phi-3-mini")["JobStarted"] == "True"
 
 
 def test_wrong_workspace_is_refused_with_the_field_named(sandbox: Sandbox, e2e_namespace: str) -> None:
-    ws = yaml.safe_load(
-        (REPO / "examples" / "fine-tuning" / "fine-tuning/kaito_workspace_tuning_phi_3.yaml").read_text()
-    )
+    ws = yaml.safe_load((REPO / "examples" / "fine-tuning" / "kaito_workspace_tuning_phi_3.yaml").read_text())
     ws["metadata"]["name"] = "ssrf"
     ws["tuning"]["input"]["urls"] = ["http://169.254.169.254/metadata/identity/oauth2/token"]
 
@@ -115,7 +121,7 @@ def test_quickstart_phi3_becomes_ready_and_deletes_cleanly(sandbox: Sandbox, e2e
         return cols if cols[2:5] == ["True", "True", "True"] else []
 
     cols = wait_for(row, 180, "RESOURCEREADY, INFERENCEREADY and WORKSPACEREADY True")
-    assert cols[1] == "Standard_NC12s_v3"
+    assert cols[1] == "Standard_NC6s_v3"
     svc = sandbox.kubectl("get", "svc", "workspace-phi-3-mini", "-n", e2e_namespace, "--no-headers")
     assert "80/TCP,29500/TCP" in svc
     claims: list[str] = []

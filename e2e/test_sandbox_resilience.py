@@ -139,7 +139,7 @@ def test_quickstart_in_machine_and_byo_modes(other_mode_sandbox: Sandbox) -> Non
     path = REPO / "examples" / "inference" / "kaito_workspace_phi_3.yaml"
     sb.apply_json("quick", yaml.safe_load(path.read_text()))
     cols = wait_for(lambda: _ready_columns(sb, "workspace-phi-3-mini", "quick"), 180, f"ready in {mode} mode")
-    assert cols[1] == "Standard_NC12s_v3"
+    assert cols[1] == "Standard_NC6s_v3"
     if mode == "machine":
         machines = _claims(sb, "workspace-phi-3-mini", "quick", "machines")
         assert len(machines) == 1

@@ -29,6 +29,15 @@ from kaito_ctrl.sandbox.stack import (
 )
 from kaito_ctrl.testing.binaries import read_versions
 from kaito_ctrl.testing.controlplane import ControlPlane, ControlPlaneOptions
+from kaito_ctrl.testing.gpunodes import GpuNodeSpec
+
+# BYO mode's own GPU nodes: the size the seed's example asks for (Standard_NC6s_v3, one V100 16 GiB), labelled
+# as its selector says, so the seed's example runs on them as written.
+SEED_BYO_NODES = tuple(
+    GpuNodeSpec(f"gpu-node-{i}", instance_type="Standard_NC6s_v3", gpus=1, cpu="6", memory="112Gi",
+                extra_labels={"apps": "phi-3"})
+    for i in range(2)
+)  # fmt: skip
 
 # A replica restarted this often within the window is crash-looping: the sandbox stops instead.
 MAX_RESTARTS, RESTART_WINDOW = 5, 60.0
@@ -65,7 +74,7 @@ def main() -> int:
     # With a node provisioner, GPU nodes come from agent pools on the fake ARM server; BYO gets two up front.
     # kwok_debugging: pods' port-forward and logs reach the stand-in servers (kaito_ctrl/sandbox/standin).
     options = (
-        ControlPlaneOptions(workdir=workdir, kwok_debugging=True)
+        ControlPlaneOptions(workdir=workdir, gpu_nodes=SEED_BYO_NODES, kwok_debugging=True)
         if mode == "byo"
         else ControlPlaneOptions(workdir=workdir, gpu_nodes=(), kwok_debugging=True)
     )

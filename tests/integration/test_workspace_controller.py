@@ -13,6 +13,7 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
+from kaito_ctrl.api.catalog import catalog
 from kaito_ctrl.controllers.workspace.setup import setup
 from kaito_ctrl.kube import conditions as cond
 from kaito_ctrl.kube.client import KubeClient
@@ -89,8 +90,12 @@ def _byo_example(
 ) -> dict[str, Any]:
     """An example Workspace whose selector matches one fresh kwok GPU node of its own."""
     label = f"{prefix}-{namespace}"
-    control_plane.add_gpu_node(GpuNodeSpec(label, extra_labels={key: label}, **node))
     ws: dict[str, Any] = yaml.safe_load((REPO / "examples" / example).read_text())
+    # A node of the example's own size (the seed's Standard_NC6s_v3: one V100), so BYO matches it.
+    sku = catalog().sku(ws["resource"].get("instanceType") or "")
+    if sku is not None:
+        node = {"instance_type": sku.name, "gpus": sku.gpu_count, **node}
+    control_plane.add_gpu_node(GpuNodeSpec(label, extra_labels={key: label}, **node))
     ws["resource"]["labelSelector"]["matchLabels"][key] = label
     return ws
 
@@ -116,7 +121,11 @@ async def test_phi3_byo_reaches_ready_with_seed_service_and_columns(
     control_plane: ControlPlane, kube: KubeClient, namespace: str
 ) -> None:
     label = f"phi-3-{namespace}"
-    control_plane.add_gpu_node(GpuNodeSpec(f"byo-{namespace}", extra_labels={"apps": label}))
+    control_plane.add_gpu_node(
+        GpuNodeSpec(
+            f"byo-{namespace}", instance_type="Standard_NC6s_v3", gpus=1, extra_labels={"apps": label}
+        )
+    )
     ws = yaml.safe_load((REPO / "examples/inference/kaito_workspace_phi_3.yaml").read_text())
     ws["resource"]["labelSelector"]["matchLabels"]["apps"] = label
     async with _controller(kube, namespace, "byo"):
@@ -142,12 +151,13 @@ async def test_phi3_byo_reaches_ready_with_seed_service_and_columns(
         ]
         dep = await kube.get(DEPLOYMENTS, name, namespace)
         container = dep["spec"]["template"]["spec"]["containers"][0]
-        assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
-        assert container["image"].endswith("kaito-phi-3-mini-4k-instruct:0.0.2")
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        # Created without the webhook, so no kaito.sh/runtime: the preset's default, vLLM on the base image.
+        assert container["image"].endswith("kaito-base:0.5.0")
         row = control_plane.kubectl(
             "get", "workspaces.v1alpha1.kaito.sh", name, "-n", namespace, "--no-headers"
         ).split()
-        assert row[1:5] == ["Standard_NC12s_v3", "True", "True", "True"], row
+        assert row[1:5] == ["Standard_NC6s_v3", "True", "True", "True"], row
 
         # Drift repair: a hand-edited Service and a deleted Deployment come back.
         await kube.merge_patch(
@@ -214,7 +224,7 @@ async def test_node_object_mode_creates_claim_and_names_quota_error(
         assert {
             "key": "node.kubernetes.io/instance-type",
             "operator": "In",
-            "values": ["Standard_NC12s_v3"],
+            "values": ["Standard_NC6s_v3"],
         } in nc["spec"]["requirements"]
         # The provisioner reports a quota failure: the Workspace says so, with Azure's words.
         quota = "Operation could not be completed as it results in exceeding approved standardNCSv3Family Cores quota"
@@ -306,9 +316,9 @@ async def test_tuning_example_runs_a_job_to_success(
         assert [c["name"] for c in pod["initContainers"]] == ["model-weights-downloader", "data-downloader"]
         assert [c["name"] for c in pod["containers"]] == [name, "pusher"]
         assert pod["restartPolicy"] == "Never" and pod["imagePullSecrets"] == [
-            {"name": "registry-push-secret"}
+            {"name": "ACR_REGISTRY_SECRET_HERE"}
         ]
-        assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "2"}
+        assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "1"}
         params = await kube.get(CONFIGMAPS, f"{name}-qlora-params", namespace)
         assert "load_in_4bit: true" in params["data"]["training_config.yaml"]
 
