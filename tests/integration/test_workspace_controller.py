@@ -251,6 +251,8 @@ async def test_node_object_mode_creates_claim_and_names_quota_error(
         control_plane.add_gpu_node(
             GpuNodeSpec(
                 node_name,
+                instance_type="Standard_NC6s_v3",  # the seed example's size: one V100
+                gpus=1,
                 extra_labels={
                     "kaito.sh/workspace": "nc-phi",
                     "kaito.sh/workspacenamespace": namespace,
@@ -384,7 +386,11 @@ async def test_unschedulable_pods_are_named_and_never_reported_ready(
     control_plane: ControlPlane, kube: KubeClient, namespace: str
 ) -> None:
     # The node claims the SKU but offers one GPU; the workload asks for the SKU's two.
-    ws = _byo_example(control_plane, namespace, "inference/kaito_workspace_phi_3.yaml", "small", gpus=1)
+    ws = _byo_example(
+        control_plane, namespace, "inference/kaito_workspace_phi_3.yaml", "small",
+        instance_type="Standard_NC12s_v3", gpus=1,
+    )  # fmt: skip
+    ws["resource"]["instanceType"] = "Standard_NC12s_v3"
     async with _controller(kube, namespace, "byo"):
         await kube.create(WORKSPACES_V1ALPHA1, ws, namespace)
 
