@@ -106,7 +106,7 @@ def test_wrong_workspace_is_refused_with_the_field_named(sandbox: Sandbox, e2e_n
 
 def test_quickstart_phi3_becomes_ready_and_deletes_cleanly(sandbox: Sandbox, e2e_namespace: str) -> None:
     """The seed's quickstart: apply the Phi-3 Workspace, watch `kubectl get workspace` turn True True True."""
-    path = REPO / "examples" / "inference" / "inference/kaito_workspace_phi_3.yaml"
+    path = REPO / "examples" / "inference" / "kaito_workspace_phi_3.yaml"
     wait_for(
         lambda: "created" in sandbox.kubectl("apply", "-n", e2e_namespace, "-f", str(path), check=False),
         60,
@@ -147,7 +147,7 @@ def test_quota_error_is_named_on_the_workspace_and_clears(sandbox: Sandbox, e2e_
     if sandbox.external or sandbox.info["controller"]["node_provisioner"] == "byo":
         pytest.skip("needs the sandbox's node provisioner and fake ARM server")
     ws = yaml.safe_load(
-        (REPO / "examples" / "inference" / "inference/kaito_workspace_phi_3.yaml").read_text()
+        (REPO / "examples" / "inference" / "kaito_workspace_phi_3.yaml").read_text()
     )
     ws["metadata"]["name"] = "quota-phi"
     ws["resource"]["labelSelector"]["matchLabels"] = {"apps": "quota-phi"}
