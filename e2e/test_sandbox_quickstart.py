@@ -146,9 +146,7 @@ def test_quickstart_phi3_becomes_ready_and_deletes_cleanly(sandbox: Sandbox, e2e
 def test_quota_error_is_named_on_the_workspace_and_clears(sandbox: Sandbox, e2e_namespace: str) -> None:
     if sandbox.external or sandbox.info["controller"]["node_provisioner"] == "byo":
         pytest.skip("needs the sandbox's node provisioner and fake ARM server")
-    ws = yaml.safe_load(
-        (REPO / "examples" / "inference" / "kaito_workspace_phi_3.yaml").read_text()
-    )
+    ws = yaml.safe_load((REPO / "examples" / "inference" / "kaito_workspace_phi_3.yaml").read_text())
     ws["metadata"]["name"] = "quota-phi"
     ws["resource"]["labelSelector"]["matchLabels"] = {"apps": "quota-phi"}
     faults = sandbox.fake_arm("/faults", "POST", {"kind": "quota", "on": "create"})
