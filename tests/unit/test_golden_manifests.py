@@ -42,6 +42,12 @@ CASES = {
     "phi3-nodeclaim": ("kaito_workspace_phi_3.yaml", {}, "nodeclaim", 1),
     "phi3-machine": ("kaito_workspace_phi_3.yaml", {}, "machine", 1),
     "phi3-adapters-nodeclaim": ("kaito_workspace_phi_3_with_adapters.yaml", {}, "nodeclaim", 1),
+    "phi3-adapters-transformers-nodeclaim": (
+        "kaito_workspace_phi_3_with_adapters.yaml",
+        {"metadata__annotations": {"kaito.sh/runtime": "transformers"}},
+        "nodeclaim",
+        1,
+    ),
     "llama70b-multinode-nodeclaim": ("kaito_workspace_multinode.yaml", {}, "nodeclaim", 3),
     "phi4-a100-byo": (
         "kaito_workspace_byo.yaml",
