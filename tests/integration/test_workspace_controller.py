@@ -143,7 +143,9 @@ async def test_phi3_byo_reaches_ready_with_seed_service_and_columns(
         dep = await kube.get(DEPLOYMENTS, name, namespace)
         container = dep["spec"]["template"]["spec"]["containers"][0]
         assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
-        assert container["image"].endswith("kaito-phi-3-mini-4k-instruct:0.0.2")
+        # No kaito.sh/runtime annotation here (no defaulting webhook in this test): the preset's vLLM default,
+        # which runs on the base image.
+        assert container["image"].endswith("/kaito-base:0.5.0")
         row = control_plane.kubectl(
             "get", "workspaces.v1alpha1.kaito.sh", name, "-n", namespace, "--no-headers"
         ).split()
@@ -451,8 +453,8 @@ async def test_adapters_roll_pods_and_templates_follow_edits(
 
         dep = await _eventually(deployment, 60, "the adapters Deployment")
         pod = dep["spec"]["template"]["spec"]
-        assert [c["name"] for c in pod["initContainers"]] == ["adapter-phi-3-adapter"]
-        assert "phi-3-adapter=/mnt/adapter/phi-3-adapter:1.0" in pod["containers"][0]["command"][2]
+        assert [c["name"] for c in pod["initContainers"]] == ["puller-phi-3-adapter"]
+        assert {"name": "phi-3-adapter", "value": "1.0"} in pod["containers"][0]["env"]
         rev0 = dep["spec"]["template"]["metadata"]["annotations"]["workspace.kaito.io/revision"]
         second = {"source": {"name": "second", "image": "registry.invalid/second:1"}, "strength": "0.5"}
         await _update_workspace(kube, name, namespace, lambda w: w["inference"]["adapters"].append(second))
@@ -461,7 +463,7 @@ async def test_adapters_roll_pods_and_templates_follow_edits(
             d = await deployment()
             inits = [c["name"] for c in d["spec"]["template"]["spec"].get("initContainers", [])]
             return (
-                inits == ["adapter-phi-3-adapter", "adapter-second"]
+                inits == ["puller-phi-3-adapter", "puller-second"]
                 and d["spec"]["template"]["metadata"]["annotations"]["workspace.kaito.io/revision"] != rev0
             )
 
