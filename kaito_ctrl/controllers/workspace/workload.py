@@ -95,6 +95,7 @@ def render_services(
         "inference-service.yaml.j2",
         name=ws.name, namespace=ws.namespace, labels=labels, selector=selector,
         owner=ws.owner_reference, service_type=service_type, headless=headless,
+        service_selector={**selector, "statefulset.kubernetes.io/pod-name": f"{ws.name}-0"} if headless else selector,
     )  # fmt: skip
 
 
