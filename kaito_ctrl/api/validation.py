@@ -14,7 +14,7 @@ from kaito_ctrl.api import labels as L
 from kaito_ctrl.api.catalog import Catalog, Preset, catalog
 from kaito_ctrl.api.estimator import EstimateError, estimate_nodes, fits_memory
 from kaito_ctrl.api.netcheck import url_problem
-from kaito_ctrl.api.runtimes import TRANSFORMERS, runtime_refusals, supports
+from kaito_ctrl.api.runtime_args import TRANSFORMERS, runtime_refusals, supports
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # A permissive OCI reference: [registry[:port]/]path[:tag][@digest], lowercase path components.

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from kaito_ctrl.api import runtimes as rt
+from kaito_ctrl.api import runtime_args as rt
 from kaito_ctrl.api.catalog import catalog
 from kaito_ctrl.api.validation import validate_workspace
 from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kaito_ctrl.api import runtimes as rt
+from kaito_ctrl.api import runtime_args as rt
 from kaito_ctrl.api.catalog import Preset
 
 PULLER_IMAGE = "mcr.microsoft.com/aks/skopeo:1.14.4-6"

@@ -7,7 +7,7 @@ import copy
 from typing import Any
 
 from kaito_ctrl.api import labels as L
-from kaito_ctrl.api import runtimes as rt
+from kaito_ctrl.api import runtime_args as rt
 from kaito_ctrl.api.catalog import catalog
 from kaito_ctrl.controllers.workspace.inference_pod import pod_pieces
 from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec

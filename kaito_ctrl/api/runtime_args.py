@@ -96,7 +96,7 @@ RAY_WORKER_FLAGS = frozenset({"ray_address", "ray_port"})
 @cache
 def _data() -> dict[str, Any]:
     loaded: dict[str, Any] = yaml.safe_load(
-        resources.files("kaito_ctrl.api").joinpath("runtimes.yaml").read_text()
+        resources.files("kaito_ctrl.api").joinpath("runtime_args.yaml").read_text()
     )
     return loaded
 
