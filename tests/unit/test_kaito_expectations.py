@@ -390,6 +390,20 @@ def test_volumes_tolerations_match_kaito() -> None:
         ("TestLoadFromCatalogMistralFormats", "mistral-7b", "Standard_NC24ads_A100_v4", 1,
          {"load_format": "mistral", "config_format": "mistral", "tokenizer_mode": "mistral",
           "served-model-name": "mistral-7b-v0.3"}, ("reasoning-parser",)),
+        # generator_test.go TestGeneratePreset "deepseek-ai/DeepSeek-V3": tokenizer_mode deepseek_v32 for the
+        # deepseek-r1/v3 prefixes; generator.go reasoning/tool/chat-template prefix maps for the rest.
+        ("TestGeneratePreset (deepseek)", "deepseek-r1-distill-llama-8b", "Standard_NC24ads_A100_v4", 1,
+         {"tokenizer_mode": "deepseek_v32", "reasoning-parser": "deepseek_r1", "tool-call-parser": "deepseek_v3",
+          "chat-template": "/workspace/chat_templates/tool-chat-deepseekr1.jinja"}, ()),
+        ("generator.go prefix maps (gemma-3)", "gemma-3-4b-instruct", "Standard_NC24ads_A100_v4", 1,
+         {"tool-call-parser": "functiongemma", "served-model-name": "gemma-3-4b-it", "model": "google/gemma-3-4b-it"},
+         ("chat-template", "reasoning-parser")),
+        ("generator.go prefix maps (llama-3)", "llama-3.1-8b-instruct", "Standard_NC24ads_A100_v4", 1,
+         {"tool-call-parser": "llama3_json", "chat-template": "/workspace/chat_templates/tool-chat-llama3.1-json.jinja"},
+         ("reasoning-parser",)),
+        ("generator.go prefix maps (phi-3)", "phi-3-mini-4k-instruct", "Standard_NC24ads_A100_v4", 1,
+         {"served-model-name": "phi-3-mini-4k-instruct", "dtype": "bfloat16"},
+         ("tool-call-parser", "chat-template", "reasoning-parser")),
         # vllm_model.go: quantized weights -> dtype auto; gpt-oss -> LMCache off (isLMCacheDisabled).
         ("vllm_model.go GetInferenceParameters (quantized)", "gpt-oss-20b", "Standard_NC24ads_A100_v4", 1,
          {"dtype": "auto", "kaito-kv-cache-cpu-memory-utilization": "0", "tool-call-parser": "openai"}, ()),
