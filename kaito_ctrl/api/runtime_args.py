@@ -74,8 +74,9 @@ SEED_SERVER_FLAGS = frozenset(
 )  # fmt: skip
 # The base image's transformers server (Kaito v0.12 text-generation/inference_api.py).
 TRANSFORMERS_SERVER_FLAGS = frozenset(
-    {"pipeline", "pretrained_model_name_or_path", "revision", "allow_remote_files", "trust_remote_code",
-     "torch_dtype", "device_map", "chat_template", "served_model_name", "combination_type"}
+    {"pipeline", "pretrained_model_name_or_path", "combination_type", "cache_dir", "force_download", "proxies",
+     "output_loading_info", "allow_remote_files", "revision", "trust_remote_code", "torch_dtype", "device_map",
+     "chat_template", "served_model_name"}
 )  # fmt: skip
 LLAMA2_SERVER_FLAGS = frozenset({"max_seq_len", "max_batch_size"})
 # vLLM's engine flags Kaito's renderer and presets use, plus the wrapper's own (vllm/inference_api.py).
