@@ -52,9 +52,7 @@ VLLM_SERVER = Program(
 TRANSFORMERS_SERVER = Program(
     "transformers server (/workspace/tfs/inference_api.py)",
     rt.TRANSFORMERS_SERVER_FLAGS,
-    frozenset(
-        {"pipeline", "pretrained_model_name_or_path"}
-    ),  # the base image has no weights at the default path
+    frozenset({"pretrained_model_name_or_path"}),  # the base image has no weights at the default path
 )
 SEED_SERVER = Program(
     "seed-era transformers server (inference_api.py)", rt.SEED_SERVER_FLAGS, frozenset({"pipeline"})
