@@ -22,6 +22,7 @@ from typing import Any
 
 from kaito_ctrl.api import labels as L
 from kaito_ctrl.api.catalog import Catalog, Preset, catalog
+from kaito_ctrl.api.runtime_args import supports
 
 VLLM, TRANSFORMERS = "vllm", "transformers"
 RUNTIMES = (VLLM, TRANSFORMERS)
@@ -71,7 +72,9 @@ def request_version(request: dict[str, Any], obj: dict[str, Any]) -> str:
 
 
 def default_runtime(version: str, preset: Preset | None) -> str:
-    if version == "v1alpha1":
+    # Through v1alpha1, transformers where Kaito has transformers parameters for the preset (else the preset's
+    # own default, which validation accepts).
+    if version == "v1alpha1" and (preset is None or supports(preset, TRANSFORMERS)):
         return TRANSFORMERS
     return preset.runtime if preset is not None else VLLM
 

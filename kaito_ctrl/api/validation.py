@@ -12,9 +12,10 @@ from typing import Any
 
 from kaito_ctrl.api import imageref
 from kaito_ctrl.api import labels as L
-from kaito_ctrl.api.catalog import Catalog, catalog
+from kaito_ctrl.api.catalog import Catalog, Preset, catalog
 from kaito_ctrl.api.estimator import EstimateError, estimate_nodes, fits_memory
 from kaito_ctrl.api.netcheck import url_problem
+from kaito_ctrl.api.runtime_args import TRANSFORMERS, runtime_refusals, supports
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 RUNTIMES = ("vllm", "transformers")
@@ -209,6 +210,9 @@ class _Validator:
             self.preset("inference.preset", inf.get("preset")) if has_preset and not has_template else None
         )
         self.adapters(inf.get("adapters"))
+        if preset is not None:
+            for path, message in runtime_refusals(preset, self.runtime(preset), inf):
+                self.err(path, message)
         instance_type = resource.get("instanceType")
         sku = self.cat.sku(instance_type) if isinstance(instance_type, str) and instance_type else None
         if (
@@ -229,6 +233,17 @@ class _Validator:
                     estimate_nodes(preset, sku, minimum=1)
                 except EstimateError as e:
                     self.err("resource.instanceType", str(e))
+
+    def runtime(self, preset: Preset) -> str:
+        """The annotation's runtime; without one, v1alpha1 (the seed's API) means transformers, else the
+        preset's default (the defaulting webhook writes the same choice onto the object); a preset without
+        transformers support stays on its default."""
+        chosen = _as_dict(_as_dict(self.obj.get("metadata")).get("annotations")).get(L.ANNOTATION_RUNTIME)
+        if chosen in RUNTIMES:
+            return str(chosen)
+        if not self.v1beta1 and supports(preset, TRANSFORMERS):
+            return TRANSFORMERS
+        return preset.runtime
 
     def adapters(self, adapters: Any) -> None:
         if adapters is None:

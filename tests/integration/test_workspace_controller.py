@@ -471,8 +471,8 @@ async def test_adapters_roll_pods_and_templates_follow_edits(
 
         dep = await _eventually(deployment, 60, "the adapters Deployment")
         pod = dep["spec"]["template"]["spec"]
-        assert [c["name"] for c in pod["initContainers"]] == ["adapter-phi-3-adapter"]
-        assert "phi-3-adapter=/mnt/adapter/phi-3-adapter:1.0" in pod["containers"][0]["command"][2]
+        assert [c["name"] for c in pod["initContainers"]] == ["puller-phi-3-adapter"]
+        assert {"name": "phi-3-adapter", "value": "1.0"} in pod["containers"][0]["env"]
         rev0 = dep["spec"]["template"]["metadata"]["annotations"]["workspace.kaito.io/revision"]
         second = {"source": {"name": "second", "image": "registry.invalid/second:1"}, "strength": "0.5"}
         await _update_workspace(kube, name, namespace, lambda w: w["inference"]["adapters"].append(second))
@@ -481,7 +481,7 @@ async def test_adapters_roll_pods_and_templates_follow_edits(
             d = await deployment()
             inits = [c["name"] for c in d["spec"]["template"]["spec"].get("initContainers", [])]
             return (
-                inits == ["adapter-phi-3-adapter", "adapter-second"]
+                inits == ["puller-phi-3-adapter", "puller-second"]
                 and d["spec"]["template"]["metadata"]["annotations"]["workspace.kaito.io/revision"] != rev0
             )
 

@@ -47,6 +47,12 @@ CASES = {
     "phi3-nodeclaim": ("inference/kaito_workspace_phi_3.yaml", {}, "nodeclaim", 1),
     "phi3-machine": ("inference/kaito_workspace_phi_3.yaml", {}, "machine", 1),
     "phi3-adapters-nodeclaim": ("inference/kaito_workspace_phi_3_with_adapters.yaml", {}, "nodeclaim", 1),
+    "phi3-adapters-transformers-nodeclaim": (
+        "inference/kaito_workspace_phi_3_with_adapters.yaml",
+        {"metadata__annotations": {"kaito.sh/runtime": "transformers"}},
+        "nodeclaim",
+        1,
+    ),
     "llama70b-multinode-nodeclaim": (
         "inference/kaito_workspace_llama_3_3_70b_multinode.yaml",
         {},

@@ -50,9 +50,11 @@ def test_the_same_example_through_v1beta1_is_vllm_openai() -> None:
 
 
 def test_adapters_come_from_lora_modules_or_the_adapter_init_containers() -> None:
+    # vLLM loads every directory under /mnt/adapter (no --lora-modules): the pullers name the adapters.
     pod = _rendered_pod("kaito_workspace_phi_3_with_adapters.yaml", "kaito.sh/v1beta1")
-    entry = parse_entrypoint(pod["spec"]["containers"][0])
-    assert entry.adapters == ("phi-3-adapter",) and entry.served_model_name == "phi-3-mini-128k-instruct"
+    assert parse_entrypoint(pod["spec"]["containers"][0]).served_model_name == "phi-3-mini-128k-instruct"
+    _, entry = inference_container(pod) or ("", None)
+    assert entry is not None and entry.adapters == ("phi-3-adapter",)
     alpha = _rendered_pod("kaito_workspace_phi_3_with_adapters.yaml")
     assert pod_adapters(alpha) == ("phi-3-adapter",)
     _, entry = inference_container(alpha) or ("", None)

@@ -103,7 +103,7 @@ def test_render_single_node_deployment_and_seed_service() -> None:
     assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [(80, 5000), (29500, 29500)]
     assert svc["metadata"]["ownerReferences"][0]["uid"] == "u"
     pod = dep["spec"]["template"]["spec"]
-    # No kaito.sh/runtime (not through the webhook): the preset's default, vLLM on the current base image.
+    # No runtime annotation (not through the webhook): the preset's default, vLLM, on the base image.
     assert pod["containers"][0]["image"] == "mcr.microsoft.com/aks/kaito/kaito-base:0.5.0"
     assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "2"}
     seed = {"name": "w", "namespace": "ns", "uid": "u", "annotations": {"kaito.sh/runtime": "transformers"}}
@@ -118,6 +118,16 @@ def test_render_single_node_deployment_and_seed_service() -> None:
     assert tfs["metadata"]["annotations"]["kaito.sh/runtime"] == "transformers"
     assert {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"} in pod["tolerations"]
     assert pod["volumes"][0] == {"name": "dshm", "emptyDir": {"medium": "Memory"}}
+    seed = WorkspaceSpec(
+        {**inference_ws("w"), "metadata": {"name": "w", "namespace": "ns", "uid": "u",
+                                           "annotations": {"kaito.sh/runtime": "transformers"}}}
+    )  # fmt: skip
+    seed_pod = render_inference(seed, nodes=1, node_requirements=[], registry="r.io")[1]["spec"]["template"][
+        "spec"
+    ]
+    assert seed_pod["containers"][0]["image"] == "r.io/kaito-phi-3-mini-4k-instruct:0.0.2"
+    assert seed_pod["containers"][0]["command"][2].startswith("accelerate launch ")
+    assert seed_pod["containers"][0]["livenessProbe"]["httpGet"]["path"] == "/healthz"
 
 
 def test_render_multi_node_statefulset_with_headless_service_and_adapters_roll_pods() -> None:
@@ -134,8 +144,10 @@ def test_render_multi_node_statefulset_with_headless_service_and_adapters_roll_p
     assert sts["spec"]["replicas"] == 3 and sts["spec"]["serviceName"] == "big-headless"
     assert objs[1]["spec"]["clusterIP"] == "None"
     container = sts["spec"]["template"]["spec"]["containers"][0]
-    assert container["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "hf", "key": "HF_TOKEN"}
-    assert "startupProbe" in container, "a 131 GiB model gets a startup probe"
+    token = next(e for e in container["env"] if e["name"] == "HF_TOKEN")
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "hf", "key": "HF_TOKEN", "optional": True}
+    # 15 min + 18 s/GiB x 131.42 GiB = 3265.6 s, in 10 s periods.
+    assert container["startupProbe"]["failureThreshold"] == 327
     with_adapter = dict(
         base,
         inference={
@@ -145,8 +157,14 @@ def test_render_multi_node_statefulset_with_headless_service_and_adapters_roll_p
     )
     objs2 = render_inference(WorkspaceSpec(with_adapter), nodes=3, node_requirements=[], registry="r.io")
     pod2 = objs2[2]["spec"]["template"]
-    assert pod2["spec"]["initContainers"][0]["name"] == "adapter-a1"
-    assert "a1=/mnt/adapter/a1:0.5" in pod2["spec"]["containers"][0]["command"][2]
+    puller = pod2["spec"]["initContainers"][0]
+    assert puller["name"] == "puller-a1" and puller["command"][-3:] == [
+        "r.io/a:1",
+        "/mnt/adapter/a1",
+        "/root/.docker/config.d",
+    ]
+    assert {"name": "a1", "value": "0.5"} in pod2["spec"]["containers"][0]["env"]
+    assert "--enable-lora" in pod2["spec"]["containers"][0]["command"][2]
     assert pod2["metadata"]["annotations"] != sts["spec"]["template"]["metadata"]["annotations"], (
         "adapters roll the pods"
     )

@@ -7,37 +7,43 @@ import copy
 from typing import Any
 
 from kaito_ctrl.api import labels as L
+from kaito_ctrl.api import runtime_args as rt
 from kaito_ctrl.api.catalog import catalog
-from kaito_ctrl.api.runtimes import runtime_image, runtime_of
+from kaito_ctrl.controllers.workspace.inference_pod import pod_pieces
 from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
 from kaito_ctrl.render import render
 
-BIG_MODEL_GIB = 40  # above this, loading takes long enough to need a startup probe
 
-
-def inference_command(ws: WorkspaceSpec, nodes: int, gpus: int) -> str:
+def server_context(ws: WorkspaceSpec, nodes: int) -> rt.ServerContext:
     preset = ws.preset
     assert preset is not None
-    runtime = runtime_of(ws.annotations, preset)
-    if runtime == "transformers":
-        cmd = f"accelerate launch --num_processes 1 --num_machines {nodes} --gpu_ids all /workspace/tfs/inference_api.py"
-        if nodes > 1:
-            cmd = (
-                f"torchrun --nnodes={nodes} --nproc_per_node={gpus} --node_rank=$(echo $HOSTNAME | sed 's/.*-//') "
-                f"--master_addr={ws.name}-0.{ws.name}-headless --master_port=29500 /workspace/tfs/inference_api.py"
-            )
-    else:
-        cmd = (
-            f"python3 /workspace/vllm/inference_api.py --model={preset.model_id} --served-model-name={preset.name} "
-            f"--tensor-parallel-size={gpus} --pipeline-parallel-size={nodes} --port=5000"
-        )
-    adapters = (ws.inference or {}).get("adapters") or []
-    if adapters:
-        cmd += " --enable-lora " + " ".join(
-            f"--lora-modules {a['source']['name']}=/mnt/adapter/{a['source']['name']}:{a.get('strength', '1.0')}"
-            for a in adapters
-        )
-    return cmd
+    sku = ws.sku
+    inference = ws.inference or {}
+    return rt.ServerContext(
+        runtime=rt.runtime_of(ws.annotations, preset),
+        nodes=nodes,
+        gpus=sku.gpu_count if sku else 1,
+        gpu_memory_gib=sku.gpu_memory_gib if sku else 0.0,
+        gpu_model=sku.gpu_model if sku else "",
+        name=ws.name,
+        namespace=ws.namespace,
+        adapters=bool(inference.get("adapters")),
+        config_file=bool(inference.get("config")),
+    )
+
+
+def inference_image(ws: WorkspaceSpec, runtime: str, registry: str) -> str:
+    """presetOptions.image when given (a private image); a seed-era preset under transformers runs its own
+    per-model image; everything else runs the base image and downloads the weights."""
+    preset = ws.preset
+    assert preset is not None
+    options = ((ws.inference or {}).get("preset") or {}).get("presetOptions") or {}
+    if options.get("image"):
+        return str(options["image"])
+    if rt.uses_seed_image(preset, runtime):
+        return preset.image(registry, catalog().base_image)
+    base = catalog().base_image
+    return f"{registry}/{base[0]}:{base[1]}"
 
 
 def render_inference(
@@ -45,35 +51,20 @@ def render_inference(
 ) -> list[dict[str, Any]]:
     preset = ws.preset
     assert preset is not None
-    sku = ws.sku
-    gpus = sku.gpu_count if sku else 1
+    ctx = server_context(ws, nodes)
     selector = {L.LABEL_WORKSPACE: ws.name}
     labels = {**selector, "app.kubernetes.io/managed-by": "kaito-ctrl"}
     multi = nodes > 1
     inference = ws.inference or {}
-    adapters = [
-        {"name": a["source"]["name"], "image": a["source"]["image"]}
-        for a in inference.get("adapters") or []
-        if a.get("source", {}).get("image")
-    ]
+    options = (inference.get("preset") or {}).get("presetOptions") or {}
     pull_secrets = sorted(
         {
             s
             for a in inference.get("adapters") or []
             for s in (a.get("source") or {}).get("imagePullSecrets") or []
         }
-        | set(((inference.get("preset") or {}).get("presetOptions") or {}).get("imagePullSecrets") or [])
+        | set(options.get("imagePullSecrets") or [])
     )
-    env: list[dict[str, Any]] = []
-    secret = ((inference.get("preset") or {}).get("presetOptions") or {}).get("modelAccessSecret")
-    if secret:
-        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret, "key": "HF_TOKEN"}}})
-    big = preset.weights_gib >= BIG_MODEL_GIB
-    runtime = runtime_of(ws.annotations, preset)
-    # The runtime picks the image (and so the API its server answers): see api/runtimes.py.
-    image = ((inference.get("preset") or {}).get("presetOptions") or {}).get("image") or runtime_image(
-        preset, runtime, catalog()
-    ).reference(registry)
     values = {
         "name": ws.name,
         "namespace": ws.namespace,
@@ -81,23 +72,15 @@ def render_inference(
         "selector": selector,
         "owner": ws.owner_reference,
         "revision": ws.revision,
-        # The pod says which runtime it runs, so the sandbox's stand-in server (and a human) can tell.
-        "pod_annotations": {L.ANNOTATION_REVISION: ws.revision, L.ANNOTATION_RUNTIME: runtime},
+        # The runtime on the pod too: what its server answers (the sandbox's stand-in reads it).
+        "pod_annotations": {L.ANNOTATION_REVISION: ws.revision, L.ANNOTATION_RUNTIME: ctx.runtime},
         "kind": "StatefulSet" if multi else "Deployment",
         "replicas": nodes if multi else 1,
         "node_requirements": node_requirements,
-        "image": image,
+        "image": inference_image(ws, ctx.runtime, registry),
         "image_pull_secrets": [{"name": s} for s in pull_secrets],
-        "command": inference_command(ws, nodes, gpus),
-        "env": env,
-        "gpus": str(gpus),
-        "adapters": adapters,
-        "config_map": inference.get("config"),
-        "startup_probe": big,
-        # Big models take minutes to load: let the startup probe wait up to 30 minutes before liveness counts.
-        "startup_failure_threshold": 180,
-        "liveness_delay": 0 if big else 600,
-        "readiness_delay": 0 if big else 30,
+        "gpus": str(ctx.gpus),
+        **pod_pieces(preset, ctx, inference, access_secret=options.get("modelAccessSecret")),
     }
     return render_services(ws, labels, selector, headless=multi) + render(
         "inference-workload.yaml.j2", **values
@@ -114,6 +97,7 @@ def render_services(
         "inference-service.yaml.j2",
         name=ws.name, namespace=ws.namespace, labels=labels, selector=selector,
         owner=ws.owner_reference, service_type=service_type, headless=headless,
+        service_selector={**selector, "statefulset.kubernetes.io/pod-name": f"{ws.name}-0"} if headless else selector,
     )  # fmt: skip
 
 

@@ -129,11 +129,21 @@ def parse_entrypoint(container: dict[str, Any], annotations: dict[str, Any] | No
 
 
 def pod_adapters(pod: dict[str, Any]) -> tuple[str, ...]:
-    """Adapter names a pod loads from /mnt/adapter: its adapter init containers (``adapter-<name>``)."""
-    inits = (pod.get("spec") or {}).get("initContainers") or []
-    return tuple(
-        str(c["name"]).removeprefix("adapter-")
-        for c in inits
-        if str(c.get("name", "")).startswith("adapter-")
-        and any(m.get("mountPath") == "/mnt/adapter" for m in c.get("volumeMounts") or [])
-    )
+    """Adapter names a pod loads from /mnt/adapter: one ``puller-<name>`` init container per image adapter (an
+    ``adapter-<name>`` one in older renderings), and one ``adapter-volume-<name>`` volume per volume adapter."""
+    spec = pod.get("spec") or {}
+    names: list[str] = []
+    for c in spec.get("initContainers") or []:
+        name = str(c.get("name", ""))
+        if not any(
+            str(m.get("mountPath", "")).startswith("/mnt/adapter") for m in c.get("volumeMounts") or []
+        ):
+            continue
+        for prefix in ("puller-", "adapter-"):
+            if name.startswith(prefix):
+                names.append(name.removeprefix(prefix))
+    for v in spec.get("volumes") or []:
+        vname = str(v.get("name", ""))
+        if vname.startswith("adapter-volume-"):
+            names.append(vname.removeprefix("adapter-volume-"))
+    return tuple(dict.fromkeys(names))
