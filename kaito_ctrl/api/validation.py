@@ -321,6 +321,7 @@ class _Validator:
             not in _as_dict(_as_dict(self.obj.get("metadata")).get("annotations"))
         ):
             count = resource.get("count", 1) if isinstance(resource.get("count", 1), int) else 1
+            self.transformers_multi_node(preset, sku)
             if not fits_memory(preset, sku, max(count, 1)) and not preset.distributed:
                 self.err(
                     "resource.instanceType",
@@ -332,6 +333,23 @@ class _Validator:
                     estimate_nodes(preset, sku, minimum=1)
                 except EstimateError as e:
                     self.err("resource.instanceType", str(e))
+
+    def transformers_multi_node(self, preset: Any, sku: Any) -> None:
+        """Kaito: the transformers runtime cannot spread a model over nodes, so a distributed preset that does
+        not fit one node of the size is refused under it."""
+        # Seed-era per-model images (llama-2) ran their own torchrun multi-node server, so they are exempt.
+        modern = not preset.seed_era
+        if (
+            self.runtime() == "transformers"
+            and modern
+            and preset.distributed
+            and not fits_memory(preset, sku, 1)
+        ):
+            self.err(
+                "resource.instanceType",
+                f"{preset.name} needs more than one {sku.name} node, and multi-node inference is not supported "
+                f"with the transformers runtime; use a larger size or {L.ANNOTATION_RUNTIME}: vllm",
+            )
 
     def adapters(self, adapters: Any) -> None:
         if adapters is None:
@@ -352,9 +370,11 @@ class _Validator:
                 self.err(f"{path}.source", "each adapter needs a source with a name and an image")
             else:
                 name = source.get("name")
-                if not isinstance(name, str) or not DNS_LABEL.match(name or "_"):
+                # It becomes the init container "adapter-<name>", a DNS label of at most 63 characters.
+                if not isinstance(name, str) or not DNS_LABEL.match(name or "_") or len(name) > 55:
                     self.err(
-                        f"{path}.source.name", "an adapter needs a name (a DNS label, e.g. phi-3-adapter)"
+                        f"{path}.source.name",
+                        "an adapter needs a name (a DNS label of at most 55 characters, e.g. phi-3-adapter)",
                     )
                 elif name in seen:
                     self.err(
