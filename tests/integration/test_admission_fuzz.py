@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from kaito_ctrl.controllers.workspace.setup import setup
 from kaito_ctrl.kube.client import KubeClient
 from kaito_ctrl.kube.errors import ApiError, Conflict
-from kaito_ctrl.kube.resources import NAMESPACES, WORKSPACES, WORKSPACES_V1ALPHA1
+from kaito_ctrl.kube.resources import CONFIGMAPS, NAMESPACES, WORKSPACES, WORKSPACES_V1ALPHA1
 from kaito_ctrl.runtime.manager import Manager
 from kaito_ctrl.settings import Settings
 from kaito_ctrl.testing.controlplane import ControlPlane
@@ -92,8 +92,6 @@ def stack(control_plane: ControlPlane) -> Iterator[Stack]:
                 await kube.create(NAMESPACES, {"metadata": {"name": ns}})
 
         async def get_configmap(ns: str, name: str) -> dict[str, Any]:
-            from kaito_ctrl.kube.resources import CONFIGMAPS
-
             return await kube.get(CONFIGMAPS, name, ns)
 
         server = WebhookServer(
@@ -359,3 +357,17 @@ def test_admitted_fuzzed_workspaces_get_conditions(stack: Stack) -> None:
             return
         time.sleep(0.5)  # polling interval of a deadline-bounded wait (the loop runs on its own thread)
     raise AssertionError(f"admitted Workspaces without full conditions: {missing}")
+
+
+def test_configmap_references_are_checked_live(stack: Stack) -> None:
+    """Through the real apiserver: a new Workspace naming a ConfigMap that does not exist is refused naming
+    the field; once it exists (with Kaito's key), the same Workspace is admitted."""
+    ws = inference_ws("cfgref")
+    ws["inference"]["config"] = "cfgref-params"
+    with pytest.raises(ApiError) as refused:
+        stack.run(stack.kube.create(WORKSPACES, ws, stack.namespace))
+    assert "inference.config" in refused.value.message and "not found" in refused.value.message
+    cm = {"metadata": {"name": "cfgref-params"}, "data": {"inference_config.yaml": "vllm: {}\n"}}
+    stack.run(stack.kube.create(CONFIGMAPS, cm, stack.namespace))
+    created = stack.run(stack.kube.create(WORKSPACES, ws, stack.namespace))
+    assert created["inference"]["config"] == "cfgref-params"
