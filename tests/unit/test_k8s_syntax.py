@@ -110,3 +110,20 @@ def test_selector_as_map_compares_label_sets() -> None:
     )
     assert K.selector_as_map({"matchExpressions": [{"key": "x", "operator": "Exists"}]}) is None
     assert K.selector_as_map(None) == {}
+
+
+def test_workspace_selector_expressions_become_node_labels() -> None:
+    from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
+
+    ws = WorkspaceSpec(
+        {
+            "metadata": {"name": "w"},
+            "resource": {
+                "labelSelector": {
+                    "matchLabels": {"a": "1", "kaito.sh/workspace": "x"},
+                    "matchExpressions": [{"key": "b", "operator": "In", "values": ["2"]}],
+                }
+            },
+        }
+    )
+    assert ws.match_labels == {"a": "1", "b": "2"}
