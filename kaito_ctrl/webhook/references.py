@@ -14,7 +14,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
+import yaml
 
+from kaito_ctrl.api.catalog import catalog
 from kaito_ctrl.api.validation import FieldError
 from kaito_ctrl.kube.errors import ApiError, NotFound
 
@@ -57,6 +59,32 @@ async def reference_errors(obj: dict[str, Any], namespace: str, get: GetConfigMa
         except ApiError as e:  # cannot tell: admit, the workload's condition will say it if it is missing
             log.warning("configmap reference not checked", field=path, error=str(e)[:200])
             continue
-        if key is not None and key not in (configmap.get("data") or {}):
+        data = configmap.get("data") or {}
+        if key is not None and key not in data:
             errors.append(FieldError(path, f"ConfigMap {name!r} has no key {key!r}"))
+        elif key == INFERENCE_CONFIG_KEY:
+            problem = max_model_len_problem(str(data[key]), obj)
+            if problem:
+                errors.append(FieldError(path, f"ConfigMap {name!r}: {problem}"))
     return errors
+
+
+def max_model_len_problem(config_yaml: str, obj: dict[str, Any]) -> str:
+    """Kaito: vLLM's ``max-model-len`` must be an integer no larger than the model's context window."""
+    try:
+        config = yaml.safe_load(config_yaml)
+    except yaml.YAMLError as e:
+        return f"{INFERENCE_CONFIG_KEY} is not YAML: {str(e)[:200]}"
+    vllm = config.get("vllm") if isinstance(config, dict) else None
+    raw = vllm.get("max-model-len") if isinstance(vllm, dict) else None
+    if raw is None or not str(raw).strip():
+        return ""
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        return f"vllm max-model-len {raw!r} must be an integer"
+    preset_name = ((obj.get("inference") or {}).get("preset") or {}).get("name")
+    preset = catalog().preset(preset_name) if isinstance(preset_name, str) else None
+    if preset is not None and preset.context > 0 and value > preset.context:
+        return f"vllm max-model-len {value} exceeds {preset.name}'s context window of {preset.context} tokens"
+    return ""

@@ -52,3 +52,18 @@ async def test_no_config_named_nothing_to_check_and_outage_admits() -> None:
     assert await reference_errors(ws, "ns", _getter({}, fail=True)) == [], (
         "an outage must not block admission"
     )
+
+
+async def test_vllm_max_model_len_within_the_models_context() -> None:
+    ws = inference_ws()  # phi-3-mini-4k-instruct: 4096 tokens
+    ws["inference"]["config"] = "cfg"
+
+    def cms(body: str) -> Any:
+        return _getter({("ns", "cfg"): {"data": {"inference_config.yaml": body}}})
+
+    assert await reference_errors(ws, "ns", cms("vllm:\n  max-model-len: 4096\n")) == []
+    too_long = await reference_errors(ws, "ns", cms("vllm:\n  max-model-len: 8192\n"))
+    assert too_long and "4096" in too_long[0].message and too_long[0].path == "inference.config"
+    not_int = await reference_errors(ws, "ns", cms("vllm:\n  max-model-len: lots\n"))
+    assert not_int and "integer" in not_int[0].message
+    assert await reference_errors(ws, "ns", cms("vllm: [unclosed\n"))
