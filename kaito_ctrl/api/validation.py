@@ -114,6 +114,13 @@ class _Validator:
                 f"metadata.annotations[{ANNOTATION_PERFORMANCE_MODE}]",
                 f"{mode!r} is not a valid performance mode; choose one of: {', '.join(PERFORMANCE_MODES)}",
             )
+        lb = ann.get(L.ANNOTATION_ENABLE_LB)
+        if lb is not None and lb not in ("True", "False"):
+            # Read as exactly "True" (as Kaito reads it): anything else silently means no load balancer.
+            self.warnings.append(
+                f"metadata.annotations[{L.ANNOTATION_ENABLE_LB}]: {lb!r} is read as False (no LoadBalancer "
+                'Service); write "True" to get one'
+            )
         local = ann.get(ANNOTATION_USE_LOCAL_WEIGHTS)
         if local is not None and local not in ("true", "false"):
             self.err(
