@@ -109,7 +109,7 @@ class WorkspaceReconciler:
         self._written: dict[str, dict[str, Any]] = {}
         self.image_registry = image_registry
         self.deletion_timeout = deletion_timeout
-        self.refusals = refusals or Refusals()
+        self.refusals = refusals if refusals is not None else Refusals()
 
     async def __call__(self, request: Request) -> Result:
         obj = self.workspaces.store.get(request.key)
