@@ -130,7 +130,12 @@ class WorkspaceReconciler:
 
     async def reconcile(self, ws: WorkspaceSpec) -> Result:
         _, refused = await self.guarded(
-            ws, "finalizer", "WorkspaceRejected", "add the finalizer", lambda: self.ensure_finalizer(ws)
+            ws,
+            "finalizer",
+            "WorkspaceRejected",
+            "add the finalizer",
+            lambda: self.ensure_finalizer(ws),
+            event=True,  # no condition is about the finalizer: an Event says it
         )
         observed = Observed()
         if refused is not None:
@@ -158,7 +163,14 @@ class WorkspaceReconciler:
 
     # ------------------------------------------------------------------ refused writes
     async def guarded(
-        self, ws: WorkspaceSpec, step: str, rejected: str, action: str, fn: Callable[[], Awaitable[T]]
+        self,
+        ws: WorkspaceSpec,
+        step: str,
+        rejected: str,
+        action: str,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        event: bool = False,
     ) -> tuple[T | None, Refusal | None]:
         """Run a writing step; a write the apiserver refuses becomes a Refusal (reason + the apiserver's
         message) and the step pauses with backoff, unless the Workspace changes (a new generation)."""
@@ -174,6 +186,8 @@ class WorkspaceReconciler:
                 raise
             log.warning("write refused by the apiserver", step=step, reason=refusal.reason,
                         attempts=refusal.attempts, message=refusal.message[:300])  # fmt: skip
+            if event:
+                await self.event(ws, "Warning", refusal.reason, refusal.message)
             return None, refusal
         self.refusals.succeeded(key, step)
         return value, None
@@ -185,9 +199,10 @@ class WorkspaceReconciler:
             ws, "nodes", f"{kind}Rejected", f"create a {kind} for the workspace",
             lambda: self.provisioner.ensure(ws, target),
         )  # fmt: skip
-        if refused is None and result is not None:
+        if refused is None:
+            if result is None:  # guarded returns a value or a refusal; never neither
+                raise RuntimeError("node provisioner returned nothing")
             return result
-        assert refused is not None
         observed.refusals.append(refused)
         type_ = getattr(self.provisioner, "condition_type", L.COND_NODES_READY)
         return NodesResult(
