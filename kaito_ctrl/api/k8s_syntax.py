@@ -169,8 +169,11 @@ def selector_as_map(selector: Any) -> dict[str, str] | None:
     (Kubernetes' LabelSelectorAsMap)."""
     if not isinstance(selector, dict):
         return {} if selector is None else None
-    out = {str(k): str(v) for k, v in (selector.get("matchLabels") or {}).items()}
-    for req in selector.get("matchExpressions") or []:
+    match, expressions = selector.get("matchLabels") or {}, selector.get("matchExpressions") or []
+    if not isinstance(match, dict) or not isinstance(expressions, list):
+        return None
+    out = {str(k): str(v) for k, v in match.items()}
+    for req in expressions:
         if not isinstance(req, dict):
             return None
         values = req.get("values") or []

@@ -127,3 +127,14 @@ def test_workspace_selector_expressions_become_node_labels() -> None:
         }
     )
     assert ws.match_labels == {"a": "1", "b": "2"}
+
+
+def test_malformed_selectors_are_named_not_crashed_on() -> None:
+    from kaito_ctrl.api.validation import validate_workspace
+    from tests.cases.invalid_workspaces import inference_ws
+
+    for bad in ({"matchLabels": ["apps"]}, {"matchExpressions": {"key": "k"}}, {"matchExpressions": ["x"]}):
+        ws = inference_ws()
+        ws["resource"]["labelSelector"] = bad
+        errors = validate_workspace(ws)
+        assert errors and all(e.path.startswith("resource.labelSelector") for e in errors), errors
