@@ -123,6 +123,12 @@ def stack(control_plane: ControlPlane) -> Iterator[Stack]:
             manager.stop()
             tasks[0].cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # Leave nothing behind in the shared control plane: no controller runs to release the finalizers.
+            for ws in await kube.list_all(WORKSPACES, namespace):
+                with contextlib.suppress(ApiError):
+                    await kube.merge_patch(
+                        WORKSPACES, ws["metadata"]["name"], {"metadata": {"finalizers": None}}, namespace
+                    )
             await kube.close()
 
         with contextlib.suppress(concurrent.futures.TimeoutError):
@@ -132,6 +138,8 @@ def stack(control_plane: ControlPlane) -> Iterator[Stack]:
         for kind, name in (("validatingwebhookconfiguration", "kaito-ctrl-validating-webhook"),
                            ("mutatingwebhookconfiguration", "kaito-ctrl-mutating-webhook")):  # fmt: skip
             control_plane.kubectl("delete", kind, name, check=False)
+        control_plane.kubectl("delete", "nodeclaims", "-l", f"kaito.sh/workspacenamespace={namespace}",
+                              "--wait=false", check=False)  # fmt: skip
         control_plane.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
