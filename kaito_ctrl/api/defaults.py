@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from kaito_ctrl.api.validation import workspace_runtime
+
 
 def default_workspace(obj: dict[str, Any]) -> dict[str, Any]:
     """A defaulted deep copy: resource.count 1, preset accessMode public, adapter strength "1.0" (only under
@@ -24,18 +26,8 @@ def default_workspace(obj: dict[str, Any]) -> dict[str, Any]:
             spec["method"] = spec["method"].lower()
     inference = out.get("inference")
     adapters = inference.get("adapters") if isinstance(inference, dict) else None
-    if isinstance(adapters, list) and _runtime(out) == "transformers":
+    if isinstance(adapters, list) and workspace_runtime(out) == "transformers":
         for adapter in adapters:
             if isinstance(adapter, dict) and adapter.get("strength") is None:
                 adapter["strength"] = "1.0"
     return out
-
-
-def _runtime(obj: dict[str, Any]) -> str:
-    """The runtime annotation, else the API version's default (v1alpha1: transformers, v1beta1: vllm)."""
-    meta = obj.get("metadata")
-    annotations = meta.get("annotations") if isinstance(meta, dict) else None
-    value = annotations.get("kaito.sh/runtime") if isinstance(annotations, dict) else None
-    if value in ("vllm", "transformers"):
-        return str(value)
-    return "vllm" if str(obj.get("apiVersion", "")).endswith("v1beta1") else "transformers"

@@ -129,12 +129,7 @@ class _Validator:
             )
 
     def runtime(self) -> str:
-        """The inference runtime this Workspace runs: its annotation, else the default of the API version it
-        is written in (v1alpha1, the seed's API: transformers; v1beta1: vllm)."""
-        value = _as_dict(_as_dict(self.obj.get("metadata")).get("annotations")).get(L.ANNOTATION_RUNTIME)
-        if value in RUNTIMES:
-            return str(value)
-        return "vllm" if self.v1beta1 else "transformers"
+        return workspace_runtime(self.obj, self.cat)
 
     def label_selector_syntax(self, selector: Any) -> None:
         """Keys, values and expressions exactly as Kubernetes validates them: the matchLabels are copied
@@ -519,6 +514,24 @@ class _Validator:
                 self.err("resource.labelSelector", "labelSelector is immutable")
         elif old_map != new_map:
             self.err("resource.labelSelector", "labelSelector is immutable (its labels changed)")
+
+
+def workspace_runtime(obj: dict[str, Any], cat: Catalog | None = None) -> str:
+    """The inference runtime a Workspace runs: its ``kaito.sh/runtime`` annotation, else the default the
+    defaulting webhook writes: transformers through v1alpha1 (the seed's API), the preset's runtime through
+    v1beta1 (vllm for every current preset)."""
+    meta = obj.get("metadata")
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    value = annotations.get(L.ANNOTATION_RUNTIME) if isinstance(annotations, dict) else None
+    if value in RUNTIMES:
+        return str(value)
+    if not str(obj.get("apiVersion", "")).endswith("v1beta1"):
+        return "transformers"
+    inference = obj.get("inference")
+    preset = inference.get("preset") if isinstance(inference, dict) else None
+    name = preset.get("name") if isinstance(preset, dict) else None
+    found = (cat or catalog()).preset(name) if isinstance(name, str) else None
+    return found.runtime if found is not None and found.runtime in RUNTIMES else "vllm"
 
 
 def validate_workspace(obj: dict[str, Any], old: dict[str, Any] | None = None) -> list[FieldError]:

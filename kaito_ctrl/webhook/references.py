@@ -17,7 +17,7 @@ import structlog
 import yaml
 
 from kaito_ctrl.api.catalog import catalog
-from kaito_ctrl.api.validation import FieldError
+from kaito_ctrl.api.validation import FieldError, workspace_runtime
 from kaito_ctrl.kube.errors import ApiError, NotFound
 
 log = structlog.get_logger(__name__)
@@ -29,21 +29,13 @@ INFERENCE_CONFIG_KEY = "inference_config.yaml"
 TUNING_CONFIG_KEY = "training_config.yaml"
 
 
-def _runtime(obj: dict[str, Any]) -> str:
-    annotations = (obj.get("metadata") or {}).get("annotations") or {}
-    value = annotations.get("kaito.sh/runtime") if isinstance(annotations, dict) else None
-    if value in ("vllm", "transformers"):
-        return str(value)
-    return "vllm" if str(obj.get("apiVersion", "")).endswith("v1beta1") else "transformers"
-
-
 async def reference_errors(obj: dict[str, Any], namespace: str, get: GetConfigMap) -> list[FieldError]:
     """Problems with the ConfigMaps ``obj`` names in ``namespace`` (empty when they exist as needed)."""
     checks: list[tuple[str, str, str | None]] = []
     inference, tuning = obj.get("inference"), obj.get("tuning")
     if isinstance(inference, dict) and isinstance(inference.get("config"), str) and inference["config"]:
         # Kaito reads inference_config.yaml only under vLLM; kaito-ctrl mounts the ConfigMap under both.
-        key = INFERENCE_CONFIG_KEY if _runtime(obj) == "vllm" else None
+        key = INFERENCE_CONFIG_KEY if workspace_runtime(obj) == "vllm" else None
         checks.append(("inference.config", inference["config"], key))
     if isinstance(tuning, dict) and isinstance(tuning.get("config"), str) and tuning["config"]:
         checks.append(("tuning.config", tuning["config"], TUNING_CONFIG_KEY))

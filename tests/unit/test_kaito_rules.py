@@ -212,3 +212,15 @@ def test_kaito_rule(rule: Rule, version: str) -> None:
 def test_every_rule_has_a_source_and_a_unique_id() -> None:
     assert len({r.id for r in RULES}) == len(RULES)
     assert all(r.source for r in RULES)
+
+
+def test_runtime_is_the_annotation_else_the_defaulting_webhooks_choice() -> None:
+    from kaito_ctrl.api.validation import workspace_runtime
+
+    ws = inference_ws()
+    assert workspace_runtime(_version(ws, "v1beta1")) == "vllm"
+    assert workspace_runtime(_version(ws, "v1alpha1")) == "transformers"
+    seed_era = _with(inference_ws, inference__preset__name="llama-2-7b")()
+    assert workspace_runtime(_version(seed_era, "v1beta1")) == "transformers", "the preset's own runtime"
+    annotated = _ann(inference_ws, {"kaito.sh/runtime": "transformers"})()
+    assert workspace_runtime(_version(annotated, "v1beta1")) == "transformers"
