@@ -48,7 +48,7 @@ pytestmark = pytest.mark.chaos
 
 REPO = Path(__file__).resolve().parents[2]
 QUICK_EXAMPLES = 400
-FULL_EXAMPLES = 2000
+FULL_EXAMPLES = 5000
 SAMPLE = 20  # admitted Workspaces checked for conditions
 T = TypeVar("T")
 
