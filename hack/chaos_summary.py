@@ -18,7 +18,17 @@ def summarise(rows: list[dict[str, Any]]) -> str:
     out = ["| Matrix | Runs | Failures of the invariant | Figures (median, max) |", "|---|---|---|---|"]
     for name, runs in sorted(groups.items()):
         conv = [r["converged_s"] for r in runs]
-        if name == "informer-churn":
+        if name == "admission-fuzz":
+            examples = sum(r["examples"] for r in runs)
+            accepted = sum(v for r in runs for k, v in r.items() if k.endswith(":accepted"))
+            denied = sum(v for r in runs for k, v in r.items() if k.endswith(":webhook-denial"))
+            schema = sum(v for r in runs for k, v in r.items() if k.endswith(":schema-refusal"))
+            extra = (
+                f"{examples} Workspaces (v1alpha1 and v1beta1): {accepted} accepted, {schema} schema refusals, "
+                f"{denied} webhook denials"
+            )
+            invariant = f"{sum(r['bad_answers'] for r in runs)} 5xx, timeouts or refusals naming no field"
+        elif name == "informer-churn":
             bad = sum(r["missed_deletes"] for r in runs)
             extra = (
                 f"{sum(r['apiserver_restarts'] for r in runs)} apiserver restarts, "

@@ -11,14 +11,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from kaito_ctrl.api import imageref
+from kaito_ctrl.api import k8s_syntax as K
 from kaito_ctrl.api import labels as L
-from kaito_ctrl.api.catalog import Catalog, Preset, catalog
+from kaito_ctrl.api.catalog import Catalog, catalog
 from kaito_ctrl.api.estimator import EstimateError, estimate_nodes, fits_memory
 from kaito_ctrl.api.netcheck import url_problem
 from kaito_ctrl.api.runtime_args import TRANSFORMERS, runtime_refusals, supports
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 RUNTIMES = ("vllm", "transformers")
+# Node provisioner modes that create nodes from resource.instanceType (Kaito's node auto-provisioning).
+AUTO_PROVISIONING = ("nodeclaim", "machine")
+# Kaito's own annotations with a closed set of values (api/v1beta1 validateAnnotations).
+PERFORMANCE_MODES = ("balanced", "interactivity", "throughput")
+ANNOTATION_PERFORMANCE_MODE = "kaito.sh/performance-mode"
+ANNOTATION_USE_LOCAL_WEIGHTS = "kaito.sh/use-local-weights"
 
 
 @dataclass(frozen=True)
@@ -35,10 +42,18 @@ def _as_dict(v: Any) -> dict[str, Any]:
 
 
 class _Validator:
-    def __init__(self, obj: dict[str, Any], old: dict[str, Any] | None, cat: Catalog) -> None:
+    def __init__(
+        self,
+        obj: dict[str, Any],
+        old: dict[str, Any] | None,
+        cat: Catalog,
+        node_provisioner: str | None = None,
+    ) -> None:
         self.obj = obj
         self.old = old
         self.cat = cat
+        # None when not known (`kaito-ctrl plan` offline): the mode-dependent rules are skipped.
+        self.node_provisioner = node_provisioner
         self.errors: list[FieldError] = []
         self.warnings: list[str] = []
         self.v1beta1 = str(obj.get("apiVersion", "")).endswith("v1beta1")
@@ -58,12 +73,13 @@ class _Validator:
     def run(self) -> list[FieldError]:
         meta = _as_dict(self.obj.get("metadata"))
         name = meta.get("name")
-        if isinstance(name, str) and name and (len(name) > 63 or not DNS_LABEL.match(name)):
+        if isinstance(name, str) and name and K.dns1123_label(name):
             self.err(
                 "metadata.name",
                 f"{name!r} must be a DNS label: lowercase letters, digits and '-', at most 63",
             )
         self.annotations(_as_dict(meta.get("annotations")))
+        self.kaito_annotations(_as_dict(meta.get("annotations")))
         has_inf, has_tun = self.obj.get("inference") is not None, self.obj.get("tuning") is not None
         if has_inf == has_tun:
             which = "both are" if has_inf else "neither is"
@@ -83,7 +99,8 @@ class _Validator:
 
     def annotations(self, ann: dict[str, Any]) -> None:
         family = ann.get(L.ANNOTATION_NODE_IMAGE_FAMILY)
-        if family is not None and family not in L.NODE_IMAGE_FAMILIES:
+        # Kaito trims and lower-cases the family before checking it (NormalizeSupportedNodeImageFamily).
+        if family is not None and str(family).strip().lower() not in L.NODE_IMAGE_FAMILIES:
             self.err(
                 f"metadata.annotations[{L.ANNOTATION_NODE_IMAGE_FAMILY}]",
                 f"{family!r} is not a node image family; use one of {', '.join(L.NODE_IMAGE_FAMILIES)}",
@@ -92,6 +109,52 @@ class _Validator:
         if runtime is not None and runtime not in RUNTIMES:
             self.err(
                 f"metadata.annotations[{L.ANNOTATION_RUNTIME}]", f"{runtime!r}: use vllm or transformers"
+            )
+
+    def kaito_annotations(self, ann: dict[str, Any]) -> None:
+        """Kaito's annotations with a closed set of values: refused here as Kaito's webhook refuses them."""
+        mode = ann.get(ANNOTATION_PERFORMANCE_MODE)
+        if mode is not None and mode not in PERFORMANCE_MODES:
+            self.err(
+                f"metadata.annotations[{ANNOTATION_PERFORMANCE_MODE}]",
+                f"{mode!r} is not a valid performance mode; choose one of: {', '.join(PERFORMANCE_MODES)}",
+            )
+        lb = ann.get(L.ANNOTATION_ENABLE_LB)
+        if lb is not None and lb not in ("True", "False"):
+            # Read as exactly "True" (as Kaito reads it): anything else silently means no load balancer.
+            self.warnings.append(
+                f"metadata.annotations[{L.ANNOTATION_ENABLE_LB}]: {lb!r} is read as False (no LoadBalancer "
+                'Service); write "True" to get one'
+            )
+        local = ann.get(ANNOTATION_USE_LOCAL_WEIGHTS)
+        if local is not None and local not in ("true", "false"):
+            self.err(
+                f"metadata.annotations[{ANNOTATION_USE_LOCAL_WEIGHTS}]",
+                f'{local!r} must be "true" or "false"',
+            )
+
+    def runtime(self) -> str:
+        return workspace_runtime(self.obj, self.cat)
+
+    def label_selector_syntax(self, selector: Any) -> None:
+        """Keys, values and expressions exactly as Kubernetes validates them: the matchLabels are copied
+        onto NodeClaims and Nodes, where the apiserver would refuse what is not a label."""
+        for path, message in K.label_selector(selector, "resource.labelSelector"):
+            self.err(path, message)
+        if isinstance(selector, dict) and K.selector_as_map(selector) is None:
+            self.err(
+                "resource.labelSelector.matchExpressions",
+                "only matchLabels and 'In' expressions with a single value can select GPU nodes (they become "
+                "node labels); use matchLabels",
+            )
+
+    def instance_type_required(self, resource: dict[str, Any]) -> None:
+        """Kaito: with node auto-provisioning, instanceType says what to provision (create and update)."""
+        if self.node_provisioner in AUTO_PROVISIONING and not resource.get("instanceType"):
+            self.err(
+                "resource.instanceType",
+                f"instanceType is required when nodes are auto-provisioned (node provisioner "
+                f"{self.node_provisioner}), e.g. Standard_NC12s_v3",
             )
 
     # ------------------------------------------------------------------ resource
@@ -104,10 +167,9 @@ class _Validator:
             self.err("resource.labelSelector", "labelSelector is required, e.g. matchLabels: {apps: phi-3}")
         else:
             match = selector.get("matchLabels") or {}
+            self.label_selector_syntax(selector)
             if not isinstance(match, dict) or not all(isinstance(v, str) for v in match.values()):
-                self.err(
-                    "resource.labelSelector.matchLabels", "matchLabels must map label keys to string values"
-                )
+                pass  # named by label_selector_syntax
             elif match and set(match) <= L.RESERVED_SELECTOR_KEYS:
                 self.err(
                     "resource.labelSelector.matchLabels",
@@ -124,13 +186,10 @@ class _Validator:
         if instance_type is not None and not isinstance(instance_type, str):
             self.err("resource.instanceType", "instanceType must be a string such as Standard_NC12s_v3")
         elif instance_type and self.cat.sku(instance_type) is None:
-            close = self.cat.close_skus(instance_type)
-            hint = (
-                f"; did you mean {', '.join(close)}?"
-                if close
-                else "; `kaito-ctrl presets` lists the GPU sizes"
-            )
-            self.err("resource.instanceType", f"{instance_type!r} is not a known GPU instance type{hint}")
+            self.unknown_instance_type(instance_type)
+        elif instance_type and K.label_value(instance_type):
+            self.err("resource.instanceType", f"{instance_type!r} must be usable as a node label value")
+        self.instance_type_required(resource)
         partition = resource.get("partition")
         if partition is not None and instance_type:
             self.err(
@@ -138,6 +197,23 @@ class _Validator:
             )
         elif partition is not None:
             self.partition(_as_dict(partition))
+
+    def unknown_instance_type(self, instance_type: str) -> None:
+        """Kaito admits sizes outside its table (new SKUs appear before any table has them): admit with a
+        warning that the GPU-fit check was skipped. It becomes a node label, so its syntax is still checked."""
+        if K.label_value(instance_type):
+            self.err(
+                "resource.instanceType",
+                f"{instance_type!r} is not an instance type: it must be usable as a node label value "
+                "(letters, digits, '-', '_', '.', at most 63)",
+            )
+            return
+        close = self.cat.close_skus(instance_type)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        self.warnings.append(
+            f"resource.instanceType: {instance_type!r} is not in kaito-ctrl's GPU table, so the check that the "
+            f"model fits its GPU memory was skipped{hint}"
+        )
 
     def partition(self, partition: dict[str, Any]) -> None:
         mode = partition.get("mode")
@@ -180,6 +256,7 @@ class _Validator:
                 f"{found.name} does not support tuning; tunable presets: phi-3*, phi-4*, mistral-7b*, qwen2.5-coder*",
             )
         options = _as_dict(preset.get("presetOptions"))
+        self.private_preset(path, preset, options)
         secret = options.get("modelAccessSecret")
         if self.v1beta1 and not for_tuning:
             if found.auth and not secret:
@@ -191,7 +268,47 @@ class _Validator:
                 self.err(f"{path}.presetOptions.modelAccessSecret", f"{found.name} needs no token; remove it")
         if secret is not None and not isinstance(secret, str):
             self.err(f"{path}.presetOptions.modelAccessSecret", "must be a Secret name")
+        elif secret:
+            self.object_name(f"{path}.presetOptions.modelAccessSecret", secret, "Secret")
         return found
+
+    def private_preset(self, path: str, preset: dict[str, Any], options: dict[str, Any]) -> None:
+        """Kaito v1alpha1: a private preset's weights come from the user's image, so it must be given."""
+        if preset.get("accessMode") == "private" and not options.get("image"):
+            self.err(
+                f"{path}.presetOptions.image",
+                "accessMode private needs the model image in presetOptions.image",
+            )
+        for i, secret in enumerate(options.get("imagePullSecrets") or []):
+            self.object_name(f"{path}.presetOptions.imagePullSecrets[{i}]", secret, "Secret")
+
+    def object_name(self, path: str, value: Any, kind: str) -> None:
+        """A name kaito-ctrl copies into a Pod spec reference (Secret, ConfigMap). Kubernetes admits a Pod whose
+        reference names no possible object (the kubelet reports it later), and the seed's examples carry such
+        placeholders (``ACR_REGISTRY_SECRET_HERE``): warn that it can never be found, refuse only a non-string."""
+        if not isinstance(value, str):
+            self.err(path, f"{kind} name must be a string")
+            return
+        problems = K.dns1123_subdomain(value)
+        if problems and kind != "Secret":  # a ConfigMap is looked up at admission: it must be able to exist
+            self.err(path, f"{value[:64]!r} is not a valid {kind} name: {'; '.join(problems)}")
+        elif problems:
+            self.warnings.append(
+                f"{path}: {value[:64]!r} is not a valid {kind} name ({'; '.join(problems)}); no {kind} can have "
+                "it, so the pod will not find it until you replace it"
+            )
+
+    def adapter_strength_runtime(self, adapters: Any) -> None:
+        """Kaito: vLLM cannot weigh adapters, so a strength is refused under the vLLM runtime."""
+        if self.runtime() != "vllm" or not isinstance(adapters, list):
+            return
+        for i, adapter in enumerate(adapters):
+            if isinstance(adapter, dict) and adapter.get("strength") is not None:
+                self.err(
+                    f"inference.adapters[{i}].strength",
+                    "vLLM does not support adapter strength; remove it, or set the annotation "
+                    f"{L.ANNOTATION_RUNTIME}: transformers",
+                )
 
     def inference(self, inf: dict[str, Any], resource: dict[str, Any]) -> None:
         has_preset, has_template = inf.get("preset") is not None, inf.get("template") is not None
@@ -204,15 +321,18 @@ class _Validator:
         if has_template and not isinstance(inf.get("template"), dict):
             self.err("inference.template", "template must be a pod template object")
         config = inf.get("config")
-        if config is not None and (not isinstance(config, str) or not DNS_LABEL.match(config or "x_")):
-            self.err("inference.config", "config must name a ConfigMap in the workspace's namespace")
+        if config is not None:
+            self.object_name("inference.config", config, "ConfigMap")
         preset = (
             self.preset("inference.preset", inf.get("preset")) if has_preset and not has_template else None
         )
         self.adapters(inf.get("adapters"))
+        if has_preset:
+            self.adapter_strength_runtime(inf.get("adapters"))
         if preset is not None:
-            for path, message in runtime_refusals(preset, self.runtime(preset), inf):
-                self.err(path, message)
+            for path, message in runtime_refusals(preset, self.runtime(), inf):
+                if not path.endswith(".strength"):  # said once, by adapter_strength_runtime
+                    self.err(path, message)
         instance_type = resource.get("instanceType")
         sku = self.cat.sku(instance_type) if isinstance(instance_type, str) and instance_type else None
         if (
@@ -222,6 +342,7 @@ class _Validator:
             not in _as_dict(_as_dict(self.obj.get("metadata")).get("annotations"))
         ):
             count = resource.get("count", 1) if isinstance(resource.get("count", 1), int) else 1
+            self.transformers_multi_node(preset, sku)
             if not fits_memory(preset, sku, max(count, 1)) and not preset.distributed:
                 self.err(
                     "resource.instanceType",
@@ -234,16 +355,22 @@ class _Validator:
                 except EstimateError as e:
                     self.err("resource.instanceType", str(e))
 
-    def runtime(self, preset: Preset) -> str:
-        """The annotation's runtime; without one, v1alpha1 (the seed's API) means transformers, else the
-        preset's default (the defaulting webhook writes the same choice onto the object); a preset without
-        transformers support stays on its default."""
-        chosen = _as_dict(_as_dict(self.obj.get("metadata")).get("annotations")).get(L.ANNOTATION_RUNTIME)
-        if chosen in RUNTIMES:
-            return str(chosen)
-        if not self.v1beta1 and supports(preset, TRANSFORMERS):
-            return TRANSFORMERS
-        return preset.runtime
+    def transformers_multi_node(self, preset: Any, sku: Any) -> None:
+        """Kaito: the transformers runtime cannot spread a model over nodes, so a distributed preset that does
+        not fit one node of the size is refused under it."""
+        # Seed-era per-model images (llama-2) ran their own torchrun multi-node server, so they are exempt.
+        modern = not preset.seed_era
+        if (
+            self.runtime() == "transformers"
+            and modern
+            and preset.distributed
+            and not fits_memory(preset, sku, 1)
+        ):
+            self.err(
+                "resource.instanceType",
+                f"{preset.name} needs more than one {sku.name} node, and multi-node inference is not supported "
+                f"with the transformers runtime; use a larger size or {L.ANNOTATION_RUNTIME}: vllm",
+            )
 
     def adapters(self, adapters: Any) -> None:
         if adapters is None:
@@ -264,9 +391,11 @@ class _Validator:
                 self.err(f"{path}.source", "each adapter needs a source with a name and an image")
             else:
                 name = source.get("name")
-                if not isinstance(name, str) or not DNS_LABEL.match(name or "_"):
+                # It becomes the init container "adapter-<name>", a DNS label of at most 63 characters.
+                if not isinstance(name, str) or not DNS_LABEL.match(name or "_") or len(name) > 55:
                     self.err(
-                        f"{path}.source.name", "an adapter needs a name (a DNS label, e.g. phi-3-adapter)"
+                        f"{path}.source.name",
+                        "an adapter needs a name (a DNS label of at most 55 characters, e.g. phi-3-adapter)",
                     )
                 elif name in seen:
                     self.err(
@@ -300,8 +429,8 @@ class _Validator:
         else:
             self.preset("tuning.preset", tun.get("preset"), for_tuning=True)
         config = tun.get("config")
-        if config is not None and (not isinstance(config, str) or not DNS_LABEL.match(config or "_")):
-            self.err("tuning.config", "config must name a ConfigMap in the workspace's namespace")
+        if config is not None:
+            self.object_name("tuning.config", config, "ConfigMap")
         count = resource.get("count", 1)
         if isinstance(count, int) and count > 1:
             self.err("resource.count", "tuning runs on one node; set count to 1")
@@ -348,6 +477,8 @@ class _Validator:
             self.image("tuning.output.image", str(image), pushed=True)
             if not dest.get("imagePushSecret"):
                 self.err("tuning.output.imagePushSecret", "pushing the output image needs imagePushSecret")
+            else:
+                self.object_name("tuning.output.imagePushSecret", dest.get("imagePushSecret"), "Secret")
 
     # ------------------------------------------------------------------ updates
     def immutable(self, old: dict[str, Any]) -> None:
@@ -356,32 +487,71 @@ class _Validator:
             self.err("inference", "a workspace cannot switch between inference and tuning; create a new one")
             return
         ro, rn = _as_dict(old.get("resource")), _as_dict(new.get("resource"))
-        # Clearing instanceType (moving to BYO nodes) is allowed; changing it is not.
-        if ro.get("instanceType") != rn.get("instanceType") and rn.get("instanceType"):
-            self.err(
-                "resource.instanceType", "instanceType is immutable; create a new workspace to change it"
-            )
-        if _as_dict(ro.get("labelSelector")) != _as_dict(rn.get("labelSelector")):
-            self.err("resource.labelSelector", "labelSelector is immutable")
+        self.instance_type_update(ro.get("instanceType"), rn.get("instanceType"))
+        self.label_selector_update(ro.get("labelSelector"), rn.get("labelSelector"))
         if ro.get("count", 1) != rn.get("count", 1):
             self.err("resource.count", "count is immutable")
         if ro.get("partition") != rn.get("partition"):
             self.err("resource.partition", "partition is immutable")
         io, in_ = _as_dict(old.get("inference")), _as_dict(new.get("inference"))
-        if _as_dict(io.get("preset")).get("name") != _as_dict(in_.get("preset")).get("name"):
+        if io.get("preset") != in_.get("preset"):
             self.err(
-                "inference.preset.name", "the preset is immutable; create a new workspace for another model"
+                "inference.preset",
+                "the preset (name, accessMode and presetOptions) is immutable; create a new workspace for "
+                "another model",
             )
         if (io.get("template") is None) != (in_.get("template") is None):
             self.err("inference.template", "template cannot be added or removed (its content may change)")
         to, tn = _as_dict(old.get("tuning")), _as_dict(new.get("tuning"))
         if to or tn:
-            if _as_dict(to.get("preset")).get("name") != _as_dict(tn.get("preset")).get("name"):
-                self.err("tuning.preset.name", "the tuning preset is immutable")
-            if to.get("method") != tn.get("method"):
+            if to.get("preset") != tn.get("preset"):
+                self.err("tuning.preset", "the tuning preset is immutable")
+            if str(to.get("method") or "").lower() != str(tn.get("method") or "").lower():
                 self.err("tuning.method", "the tuning method is immutable")
             if _as_dict(to.get("input")).get("name") != _as_dict(tn.get("input")).get("name"):
                 self.err("tuning.input.name", "the tuning input name is immutable")
+
+    def instance_type_update(self, old: Any, new: Any) -> None:
+        """Kaito: instanceType cannot change once set; with auto-provisioned nodes it cannot be cleared
+        either (instance_type_required says so); with BYO nodes clearing it is allowed."""
+        if old == new or not new:
+            return
+        if old:
+            self.err(
+                "resource.instanceType", "instanceType cannot be changed once set; create a new workspace"
+            )
+        else:
+            self.err("resource.instanceType", "instanceType cannot be set on an existing workspace")
+
+    def label_selector_update(self, old: Any, new: Any) -> None:
+        """Kaito compares selectors as label sets: a re-ordered or re-written selector with the same labels is
+        not a change."""
+        old_map, new_map = K.selector_as_map(old), K.selector_as_map(new)
+        if old_map is None or new_map is None:
+            if old != new:
+                self.err("resource.labelSelector", "labelSelector is immutable")
+        elif old_map != new_map:
+            self.err("resource.labelSelector", "labelSelector is immutable (its labels changed)")
+
+
+def workspace_runtime(obj: dict[str, Any], cat: Catalog | None = None) -> str:
+    """The inference runtime a Workspace runs: its ``kaito.sh/runtime`` annotation, else the default the
+    defaulting webhook writes: transformers through v1alpha1 (the seed's API), the preset's runtime through
+    v1beta1 (vllm for every current preset)."""
+    meta = obj.get("metadata")
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    value = annotations.get(L.ANNOTATION_RUNTIME) if isinstance(annotations, dict) else None
+    if value in RUNTIMES:
+        return str(value)
+    inference = obj.get("inference")
+    preset = inference.get("preset") if isinstance(inference, dict) else None
+    name = preset.get("name") if isinstance(preset, dict) else None
+    found = (cat or catalog()).preset(name) if isinstance(name, str) else None
+    if not str(obj.get("apiVersion", "")).endswith("v1beta1") and (
+        found is None or supports(found, TRANSFORMERS)
+    ):
+        return TRANSFORMERS
+    return found.runtime if found is not None and found.runtime in RUNTIMES else "vllm"
 
 
 def validate_workspace(obj: dict[str, Any], old: dict[str, Any] | None = None) -> list[FieldError]:
@@ -390,14 +560,14 @@ def validate_workspace(obj: dict[str, Any], old: dict[str, Any] | None = None) -
 
 
 def check_workspace(
-    obj: dict[str, Any], old: dict[str, Any] | None = None
+    obj: dict[str, Any], old: dict[str, Any] | None = None, *, node_provisioner: str | None = None
 ) -> tuple[list[FieldError], list[str]]:
-    """(errors, warnings): warnings name fields that are admitted but will not work as written (an image
-    reference that cannot pull, such as the seed's placeholders)."""
+    """(errors, warnings): warnings name fields that are admitted but not fully checked or not working as
+    written. ``node_provisioner`` (byo, nodeclaim, machine) enables the rules that depend on it."""
     if not isinstance(obj, dict):
         return [FieldError("", "a Workspace must be an object")], []
     try:
-        validator = _Validator(obj, old if isinstance(old, dict) else None, catalog())
+        validator = _Validator(obj, old if isinstance(old, dict) else None, catalog(), node_provisioner)
         return validator.run(), validator.warnings
     except (TypeError, AttributeError, ValueError) as e:  # malformed shapes: report, never crash admission
         return [FieldError("", f"malformed workspace: {e}")], []

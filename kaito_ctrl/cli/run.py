@@ -16,6 +16,7 @@ from kaito_ctrl import logsetup
 from kaito_ctrl.kube.client import KubeClient
 from kaito_ctrl.kube.config import in_cluster_namespace
 from kaito_ctrl.kube.leaderelection import LeaderElectionConfig
+from kaito_ctrl.kube.resources import CONFIGMAPS
 from kaito_ctrl.runtime.gctuning import tune_gc
 from kaito_ctrl.runtime.manager import Manager
 from kaito_ctrl.settings import Settings
@@ -41,7 +42,16 @@ def build_webhook(client: KubeClient, settings: Settings) -> WebhookRunner:
     )
     ips = (host,) if host and host[0].isdigit() else ("127.0.0.1",)
     policy = CertPolicy(settings.webhook_service, settings.namespace, ip_addresses=ips)
-    server = WebhookServer(host or "0.0.0.0", settings.webhook_port)
+
+    async def get_configmap(namespace: str, name: str) -> dict[str, Any]:
+        return await client.get(CONFIGMAPS, name, namespace)
+
+    server = WebhookServer(
+        host or "0.0.0.0",
+        settings.webhook_port,
+        node_provisioner=settings.node_provisioner,
+        get_configmap=get_configmap,
+    )
     return WebhookRunner(client, policy, server, client_config)
 
 

@@ -13,7 +13,7 @@ import orjson
 
 from kaito_ctrl.api.defaults import default_workspace
 from kaito_ctrl.api.runtimes import default_runtime_annotation
-from kaito_ctrl.api.validation import check_workspace
+from kaito_ctrl.api.validation import FieldError, check_workspace
 
 API_VERSION = "admission.k8s.io/v1"
 
@@ -44,7 +44,8 @@ def _request(review: Any) -> tuple[str, dict[str, Any] | None, str]:
     return uid, request, ""
 
 
-def validate(review: Any) -> dict[str, Any]:
+def validate(review: Any, *, node_provisioner: str | None = None) -> dict[str, Any]:
+    """``node_provisioner`` (byo, nodeclaim, machine) turns on the rules that depend on how nodes come."""
     uid, request, problem = _request(review)
     if request is None:
         return _response(uid, False, code=400, message=problem, reason="BadRequest")
@@ -55,15 +56,18 @@ def validate(review: Any) -> dict[str, Any]:
     if not isinstance(obj, dict):
         return _response(uid, False, code=400, message="the request carries no object", reason="BadRequest")
     old = request.get("oldObject") if operation == "UPDATE" else None
-    errors, warnings = check_workspace(obj, old if isinstance(old, dict) else None)
-    if not errors:
-        out = _response(uid, True)
-    else:
-        message = "invalid Workspace: " + "; ".join(str(e) for e in errors)
-        out = _response(uid, False, code=422, message=message, reason="Invalid")
+    errors, warnings = check_workspace(
+        obj, old if isinstance(old, dict) else None, node_provisioner=node_provisioner
+    )
+    out = _response(uid, True) if not errors else refusal(uid, errors)
     if warnings:  # kubectl prints each as "Warning: ..."
         out["response"]["warnings"] = warnings
     return out
+
+
+def refusal(uid: str, errors: list[FieldError]) -> dict[str, Any]:
+    message = "invalid Workspace: " + "; ".join(str(e) for e in errors)
+    return _response(uid, False, code=422, message=message, reason="Invalid")
 
 
 def _escape(key: str) -> str:

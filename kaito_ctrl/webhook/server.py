@@ -15,6 +15,7 @@ from aiohttp import web
 from kaito_ctrl import pki
 from kaito_ctrl.webhook import admission
 from kaito_ctrl.webhook.certs import CertBundle
+from kaito_ctrl.webhook.references import GetConfigMap, reference_errors
 
 log = structlog.get_logger(__name__)
 
@@ -30,8 +31,14 @@ class WebhookServer:
         port: int = 9443,
         cert_dir: str | None = None,
         keepalive_timeout: float = 75.0,
+        *,
+        node_provisioner: str | None = None,
+        get_configmap: GetConfigMap | None = None,
     ) -> None:
         self.host = host
+        self.node_provisioner = node_provisioner
+        # Set to look up the ConfigMaps a new Workspace names (references.py); None skips the check.
+        self.get_configmap = get_configmap
         self.port = port
         self._dir = Path(cert_dir or tempfile.mkdtemp(prefix="kaito-webhook-"))
         self.ssl_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -82,7 +89,16 @@ class WebhookServer:
 
     async def _validate(self, request: web.Request) -> web.Response:
         self.requests += 1
-        out = admission.validate(await self._review(request))
+        review = await self._review(request)
+        out = admission.validate(review, node_provisioner=self.node_provisioner)
+        req = review.get("request") if isinstance(review, dict) else None
+        if out["response"]["allowed"] and self.get_configmap is not None and isinstance(req, dict):
+            obj = req.get("object")
+            if req.get("operation") == "CREATE" and isinstance(obj, dict):
+                namespace = str(req.get("namespace") or (obj.get("metadata") or {}).get("namespace") or "")
+                errors = await reference_errors(obj, namespace, self.get_configmap)
+                if errors:
+                    out = admission.refusal(out["response"]["uid"], errors)
         log.debug("admission review", kind="validate", allowed=out["response"]["allowed"])
         return web.Response(body=orjson.dumps(out), content_type="application/json")
 

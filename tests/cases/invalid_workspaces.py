@@ -85,14 +85,76 @@ CASES: list[tuple[str, Obj, str]] = [
     ("count-negative", _set(inference_ws(), "resource.count", -2), "resource.count"),
     ("count-string", _set(inference_ws(), "resource.count", "two"), "resource.count"),
     (
-        "unknown-instance-type",
-        _set(inference_ws(), "resource.instanceType", "Standard_NC12s_v9"),
+        "instance-type-not-a-label-value",
+        _set(inference_ws(), "resource.instanceType", "Standard NC12s/v3"),
         "resource.instanceType",
     ),
+    # --- label selectors, as Kubernetes validates them (the labels are copied onto NodeClaims and Nodes) ---
     (
-        "cpu-instance-type",
-        _set(inference_ws(), "resource.instanceType", "Standard_D4s_v3"),
-        "resource.instanceType",
+        "badlabel-value",  # the example: admitted once, then refused by the apiserver on the NodeClaim
+        _set(inference_ws(), "resource.labelSelector.matchLabels", {"apps": "${jndi}"}),
+        "resource.labelSelector.matchLabels[apps]",
+    ),
+    (
+        "selector-value-too-long",
+        _set(inference_ws(), "resource.labelSelector.matchLabels", {"apps": "a" * 64}),
+        "resource.labelSelector.matchLabels[apps]",
+    ),
+    (
+        "selector-key-bad-prefix",
+        _set(inference_ws(), "resource.labelSelector.matchLabels", {"Example.COM/apps": "x"}),
+        "resource.labelSelector.matchLabels[Example.COM/apps]",
+    ),
+    (
+        "selector-key-two-slashes",
+        _set(inference_ws(), "resource.labelSelector.matchLabels", {"a/b/c": "x"}),
+        "resource.labelSelector.matchLabels[a/b/c]",
+    ),
+    (
+        "selector-key-empty-prefix",
+        _set(inference_ws(), "resource.labelSelector.matchLabels", {"/apps": "x"}),
+        "resource.labelSelector.matchLabels[/apps]",
+    ),
+    (
+        "selector-expression-bad-operator",
+        _set(
+            inference_ws(),
+            "resource.labelSelector.matchExpressions",
+            [{"key": "apps", "operator": "Equals", "values": ["x"]}],
+        ),
+        "resource.labelSelector.matchExpressions[0].operator",
+    ),
+    (
+        "selector-expression-in-without-values",
+        _set(inference_ws(), "resource.labelSelector.matchExpressions", [{"key": "apps", "operator": "In"}]),
+        "resource.labelSelector.matchExpressions[0].values",
+    ),
+    (
+        "selector-expression-exists-with-values",
+        _set(
+            inference_ws(),
+            "resource.labelSelector.matchExpressions",
+            [{"key": "apps", "operator": "Exists", "values": ["x"]}],
+        ),
+        "resource.labelSelector.matchExpressions[0].values",
+    ),
+    (
+        "selector-expression-bad-value",
+        _set(
+            inference_ws(),
+            "resource.labelSelector.matchExpressions",
+            [{"key": "apps", "operator": "In", "values": ["no spaces"]}],
+        ),
+        "resource.labelSelector.matchExpressions[0].values[0]",
+    ),
+    (
+        "selector-expression-not-a-label-set",  # Kaito: LabelSelectorAsMap must succeed
+        _set(
+            inference_ws(),
+            "resource.labelSelector.matchExpressions",
+            [{"key": "zone", "operator": "NotIn", "values": ["a"]}],
+        ),
+        "resource.labelSelector.matchExpressions",
     ),
     (
         "instance-type-too-small",
@@ -290,4 +352,31 @@ CASES: list[tuple[str, Obj, str]] = [
     ),
     ("tuning-count-two", _set(tuning_ws(), "resource.count", 2), "resource.count"),
     ("tuning-config-not-a-name", _set(tuning_ws(), "tuning.config", "Bad Name"), "tuning.config"),
+    # --- names copied into Pod specs ---
+    # Secret names that no Secret can have are admitted with a warning (the seed's placeholders are such).
+    # --- Kaito's rules (api/v1alpha1 and api/v1beta1 workspace_validation.go) ---
+    (
+        "private-preset-without-image",
+        _set(inference_ws(), "inference.preset.accessMode", "private"),
+        "inference.preset.presetOptions.image",
+    ),
+    (
+        "adapter-strength-under-vllm",
+        _set(
+            _adapters([_adapter()]),
+            "metadata.annotations",
+            {"kaito.sh/runtime": "vllm"},
+        ),
+        "inference.adapters[0].strength",
+    ),
+    (
+        "bad-performance-mode",
+        _set(inference_ws(), "metadata.annotations", {"kaito.sh/performance-mode": "turbo"}),
+        "kaito.sh/performance-mode",
+    ),
+    (
+        "bad-use-local-weights",
+        _set(inference_ws(), "metadata.annotations", {"kaito.sh/use-local-weights": "yes"}),
+        "kaito.sh/use-local-weights",
+    ),
 ]

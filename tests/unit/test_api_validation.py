@@ -50,7 +50,7 @@ UPDATE_CASES = [
     (
         "preset",
         lambda o: o["inference"]["preset"].__setitem__("name", "phi-3-mini-128k-instruct"),
-        "inference.preset.name",
+        "inference.preset",
     ),
     (
         "selector",
@@ -96,8 +96,10 @@ def test_defaults() -> None:
     out = default_workspace(obj)
     assert out["resource"]["count"] == 1
     assert out["inference"]["preset"]["accessMode"] == "public"
-    assert out["inference"]["adapters"][0]["strength"] == "1.0"
+    assert "strength" not in out["inference"]["adapters"][0], "v1beta1 defaults to vLLM: no strength"
     assert "count" not in obj["resource"], "the input is not modified"
+    obj["metadata"]["annotations"] = {"kaito.sh/runtime": "transformers"}
+    assert default_workspace(obj)["inference"]["adapters"][0]["strength"] == "1.0"
 
 
 @pytest.mark.parametrize(

@@ -42,11 +42,11 @@ def test_plan_gives_node_count(
 
 def test_plan_rejects_invalid_with_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ws = inference_ws("bad")
-    ws["resource"]["instanceType"] = "Standard_NC12s_v9"
+    ws["resource"]["labelSelector"]["matchLabels"]["apps"] = "${jndi}"
     f = tmp_path / "ws.yaml"
     f.write_text(yaml.safe_dump(ws))
     assert main(["plan", "-f", str(f)]) == 1
-    assert "resource.instanceType" in capsys.readouterr().err
+    assert "resource.labelSelector.matchLabels[apps]" in capsys.readouterr().err
 
 
 def test_plan_accepts_the_seed_examples(capsys: pytest.CaptureFixture[str]) -> None:

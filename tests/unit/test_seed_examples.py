@@ -95,7 +95,7 @@ def test_the_files_match_the_seed_document_when_present() -> None:
 
 def test_the_seed_examples_are_admitted_and_placeholders_only_warned_about() -> None:
     for path, warned in ((INFERENCE, []), (ADAPTERS, ["inference.adapters[0].source.image"]),
-                         (TUNING, ["tuning.output.image"])):  # fmt: skip
+                         (TUNING, ["tuning.output.image", "tuning.output.imagePushSecret"])):  # fmt: skip
         errors, warnings = check_workspace(yaml.safe_load(path.read_text()))
         assert errors == [], (path.name, errors)
         assert [w.split(":", 1)[0] for w in warnings] == warned

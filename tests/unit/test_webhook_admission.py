@@ -55,7 +55,7 @@ def test_update_checks_immutables_and_delete_is_allowed() -> None:
     new = copy.deepcopy(old)
     new["inference"]["preset"]["name"] = "phi-4"
     resp = admission.validate(_review(new, "UPDATE", old))["response"]
-    assert not resp["allowed"] and "inference.preset.name" in resp["status"]["message"]
+    assert not resp["allowed"] and "inference.preset:" in resp["status"]["message"]
     assert admission.validate(_review(None, "DELETE"))["response"]["allowed"]
 
 
@@ -126,3 +126,23 @@ def test_certificates_san_rotation_decision_and_secret_round_trip() -> None:
     assert rotated.previous_ca == bundle.ca_cert and bundle.ca_cert in rotated.ca_bundle
     assert pki.serial(rotated.cert) != pki.serial(bundle.cert)
     assert from_secret(to_secret(rotated, "s", "ns")) == rotated
+
+
+def test_warnings_reach_the_review_and_admit() -> None:
+    obj = inference_ws()
+    obj["resource"]["instanceType"] = "Standard_NC12s_v9"
+    obj["metadata"]["annotations"] = {"kaito.sh/enablelb": "true"}
+    resp = admission.validate(_review(obj, "CREATE"))["response"]
+    assert resp["allowed"], resp
+    assert any(
+        w.startswith("resource.instanceType:") and "GPU memory was skipped" in w for w in resp["warnings"]
+    )
+    assert any("kaito.sh/enablelb" in w for w in resp["warnings"])
+
+
+def test_node_provisioner_mode_decides_whether_instance_type_is_required() -> None:
+    obj = inference_ws()
+    del obj["resource"]["instanceType"]
+    assert admission.validate(_review(obj, "CREATE"), node_provisioner="byo")["response"]["allowed"]
+    refused = admission.validate(_review(obj, "CREATE"), node_provisioner="nodeclaim")["response"]
+    assert not refused["allowed"] and "resource.instanceType" in refused["status"]["message"]

@@ -36,11 +36,12 @@ from kaito_ctrl.controllers.provisioner.nodesync import (
 from kaito_ctrl.controllers.provisioner.operations import Backoff, Operations
 from kaito_ctrl.kube import conditions as cond
 from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
-from kaito_ctrl.kube.errors import Conflict, NotFound
+from kaito_ctrl.kube.errors import ApiError, Conflict, NotFound
 from kaito_ctrl.kube.informer import SharedInformer
 from kaito_ctrl.kube.machines import INSTANCE_TYPE_LABEL, TERMINATION_FINALIZER, NodeObjectAPI, is_deleting
 from kaito_ctrl.kube.protocols import ObjectClient
-from kaito_ctrl.kube.resources import NODES
+from kaito_ctrl.kube.refusals import Refusal, Refusals
+from kaito_ctrl.kube.resources import EVENTS, NODES
 from kaito_ctrl.runtime.controller import DONE, Result
 from kaito_ctrl.runtime.handlers import Request
 
@@ -111,6 +112,8 @@ class ClaimLifecycle:
         self.clock = clock
         self.ops = Operations(enqueue)
         self.backoff = Backoff(self.tunables.backoff_base, self.tunables.backoff_cap)
+        # Writes the apiserver refuses (Node patches, status): a reason on the claim and a pause.
+        self.refusals = Refusals(clock)
         self._capacity_checked: set[str] = set()
         # UIDs whose termination finished: the cache may still show them with the finalizer for a moment.
         self._terminated: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -121,6 +124,8 @@ class ClaimLifecycle:
     # ------------------------------------------------------------------ entry
     async def __call__(self, request: Request) -> Result:
         obj = self.claims.store.get(request.name)
+        if obj is None:
+            self.refusals.forget(request.name)
         if obj is None or not is_managed(obj):
             return DONE
         if is_deleting(obj):
@@ -134,11 +139,78 @@ class ClaimLifecycle:
                 break
         self._set_ready(draft)
         if draft.changed:
+            name, generation = obj["metadata"]["name"], int(obj["metadata"].get("generation") or 0)
+            held = self.refusals.holding(name, "status", generation)
+            if held is not None:
+                return Result(requeue_after=held.wait(self.clock.monotonic()))
             try:
                 await self.api.patch_status(obj, draft.as_status())
             except NotFound:
                 return DONE
+            except ApiError as e:
+                refusal = self.refusals.record(
+                    name,
+                    "status",
+                    generation,
+                    e,
+                    rejected="StatusRejected",
+                    action="write the claim's status",
+                )
+                if refusal is None:
+                    raise
+                # The status cannot carry it: an Event on the claim does, once per pause.
+                await self._event(obj, refusal)
+                return Result(requeue_after=refusal.wait(self.clock.monotonic()))
+            self.refusals.succeeded(name, "status")
         return result or DONE
+
+    async def _node_patch(
+        self,
+        obj: dict[str, Any],
+        draft: StatusDraft,
+        type_: str,
+        node: dict[str, Any],
+        patch: dict[str, Any],
+        **kw: Any,
+    ) -> Result | None:
+        """Patch the claim's Node; a refused patch becomes ``type_`` False with the apiserver's message and a
+        pause (a new claim generation, or a success, ends it)."""
+        name, generation = obj["metadata"]["name"], int(obj["metadata"].get("generation") or 0)
+        step = f"node-patch:{type_}"
+        held = self.refusals.holding(name, step, generation)
+        if held is None:
+            try:
+                await self.client.merge_patch(NODES, node["metadata"]["name"], patch, **kw)
+            except Conflict:
+                raise
+            except ApiError as e:
+                held = self.refusals.record(name, step, generation, e, rejected="NodePatchRejected",
+                                            action=f"patch Node {node['metadata']['name']}")  # fmt: skip
+                if held is None:
+                    raise
+                log.warning("node patch refused", claim=name, reason=held.reason, message=held.message[:300])
+            else:
+                self.refusals.succeeded(name, step)
+                return None
+        self._set(draft, type_, "False", held.reason, held.message)
+        return Result(requeue_after=max(0.1, held.wait(self.clock.monotonic())))
+
+    async def _event(self, obj: dict[str, Any], refusal: Refusal) -> None:
+        ts = cond.rfc3339(self.clock.now())
+        meta = obj["metadata"]
+        event = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": "default"},
+            "involvedObject": {"apiVersion": obj.get("apiVersion", ""), "kind": obj.get("kind", ""),
+                               "name": meta["name"], "uid": meta.get("uid", "")},
+            "type": "Warning", "reason": refusal.reason[:128], "message": refusal.message[:1024],
+            "firstTimestamp": ts, "lastTimestamp": ts, "count": 1,
+            "source": {"component": "kaito-ctrl-provisioner"}, "reportingComponent": "kaito-ctrl-provisioner",
+        }  # fmt: skip
+        try:
+            await self.client.create(EVENTS, event, "default")
+        except Exception as e:  # events are best effort
+            log.debug("event not recorded", error=str(e)[:200])
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -321,14 +393,18 @@ class ClaimLifecycle:
         patch = registration_patch(obj, node)
         if patch is not None:
             try:
-                await self.client.merge_patch(
-                    NODES,
-                    node["metadata"]["name"],
+                refused = await self._node_patch(
+                    obj,
+                    draft,
+                    registered,
+                    node,
                     patch,
                     resource_version=node["metadata"].get("resourceVersion"),
                 )
             except Conflict:
                 return Result(requeue=True)  # the cache is behind; look again
+            if refused is not None:
+                return refused
         if not self._is_true(draft, registered):
             m.LIFECYCLE_SECONDS.labels(self.api.kind, "registered").observe(self._age(obj))
         draft.fields["providerID"] = (node.get("spec") or {}).get("providerID", "")
@@ -355,7 +431,9 @@ class ClaimLifecycle:
             return Result(requeue_after=NODE_POLL)
         patch = initialized_patch(node)
         if patch is not None:
-            await self.client.merge_patch(NODES, node["metadata"]["name"], patch)
+            refused = await self._node_patch(obj, draft, initialized, node, patch)
+            if refused is not None:
+                return refused
         m.LIFECYCLE_SECONDS.labels(self.api.kind, "initialized").observe(self._age(obj))
         self._set(draft, initialized, "True", "Initialized")
         return None
@@ -430,8 +508,12 @@ class ClaimLifecycle:
         draft = StatusDraft.of(obj)
         self._set(draft, TERMINATING_CONDITION, "True", reason, message)
         if draft.changed:
-            with contextlib.suppress(NotFound, Conflict):
+            try:
                 await self.api.patch_status(obj, draft.as_status())
+            except (NotFound, Conflict):
+                pass
+            except ApiError as e:  # informational only: a refused write must not stop the termination
+                log.warning("terminating status not written", error=str(e)[:300])
 
     async def close(self) -> None:
         await self.ops.cancel_all()

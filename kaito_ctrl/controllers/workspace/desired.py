@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kaito_ctrl.api.defaults import default_workspace
-from kaito_ctrl.api.validation import FieldError, validate_workspace
+from kaito_ctrl.api.validation import FieldError, check_workspace
 from kaito_ctrl.controllers.workspace.nodes import (
     byo_node_requirements,
     claim_manifest,
@@ -48,13 +48,13 @@ def desired_objects(obj: dict[str, Any], *, mode: str, registry: str) -> Desired
     """The objects for ``obj`` in node-provisioner ``mode``; InvalidWorkspace when admission would refuse it."""
     if mode not in MODES:
         raise ValueError(f"node provisioner must be one of {', '.join(MODES)}, not {mode!r}")
-    errors = validate_workspace(obj)
+    errors, warnings = check_workspace(obj, node_provisioner=mode)
     if errors:
         raise InvalidWorkspace(errors)
     stored = default_workspace(obj)
     meta = stored.setdefault("metadata", {})
     meta.setdefault("namespace", "default")
-    out = Desired(workspace=stored)
+    out = Desired(workspace=stored, notes=list(warnings))
     if not meta.get("uid"):
         meta["uid"] = PLACEHOLDER_UID
         out.notes.append(

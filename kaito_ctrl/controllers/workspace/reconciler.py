@@ -9,15 +9,17 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
 from kaito_ctrl.api import labels as L
 from kaito_ctrl.controllers.workspace import rootcause
 from kaito_ctrl.controllers.workspace.metrics import TIME_TO_READY
-from kaito_ctrl.controllers.workspace.nodes import NodeProvisioner, NodesResult
+from kaito_ctrl.controllers.workspace.nodes import NodeCondition, NodeProvisioner, NodesResult
+from kaito_ctrl.controllers.workspace.pending import pending_conditions
 from kaito_ctrl.controllers.workspace.spec import (
     BY_WORKSPACE,
     WorkspaceSpec,
@@ -27,8 +29,9 @@ from kaito_ctrl.controllers.workspace.spec import (
 from kaito_ctrl.controllers.workspace.tuning import JobOutcome, job_outcome, render_tuning
 from kaito_ctrl.controllers.workspace.workload import render_inference, render_template_workload
 from kaito_ctrl.kube import conditions as cond
-from kaito_ctrl.kube.errors import Conflict, Invalid, NotFound
+from kaito_ctrl.kube.errors import ApiError, Conflict, Invalid, NotFound
 from kaito_ctrl.kube.informer import SharedInformer
+from kaito_ctrl.kube.refusals import Refusal, Refusals
 from kaito_ctrl.kube.resources import (
     CONFIGMAPS,
     DEPLOYMENTS,
@@ -42,6 +45,7 @@ from kaito_ctrl.runtime.controller import Result
 from kaito_ctrl.runtime.handlers import Request
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 PHASE_OF_CONDITION = {
     L.COND_RESOURCE_READY: "nodes",
@@ -72,6 +76,8 @@ class Observed:
     worker_nodes: list[str] = field(default_factory=list)
     estimate_error: str = ""
     job: JobOutcome | None = None
+    # Writes the apiserver refused in this reconcile (each already on a condition): the reconcile pauses.
+    refusals: list[Refusal] = field(default_factory=list)
 
 
 class WorkspaceReconciler:
@@ -88,6 +94,7 @@ class WorkspaceReconciler:
         services: SharedInformer | None = None,
         image_registry: str,
         deletion_timeout: float = 300.0,
+        refusals: Refusals | None = None,
     ) -> None:
         self.client = client
         self.provisioner = provisioner
@@ -102,29 +109,113 @@ class WorkspaceReconciler:
         self._written: dict[str, dict[str, Any]] = {}
         self.image_registry = image_registry
         self.deletion_timeout = deletion_timeout
+        self.refusals = refusals if refusals is not None else Refusals()
 
     async def __call__(self, request: Request) -> Result:
         obj = self.workspaces.store.get(request.key)
         if obj is None:
+            self.refusals.forget(request.key)
             return Result()
         ws = WorkspaceSpec(copy.deepcopy(obj))
         if ws.obj["metadata"].get("deletionTimestamp"):
             return await self.finalize(ws)
-        await self.ensure_finalizer(ws)
+        try:
+            return await self.reconcile(ws)
+        except Exception:
+            # No Workspace stays without status: a first reconcile that fails still says what is awaited.
+            if not (ws.obj.get("status") or {}).get("conditions"):
+                with contextlib.suppress(Exception):
+                    await self.write_status(ws, Observed(target=int(ws.resource.get("count") or 1)))
+            raise
+
+    async def reconcile(self, ws: WorkspaceSpec) -> Result:
+        _, refused = await self.guarded(
+            ws,
+            "finalizer",
+            "WorkspaceRejected",
+            "add the finalizer",
+            lambda: self.ensure_finalizer(ws),
+            event=True,  # no condition is about the finalizer: an Event says it
+        )
         observed = Observed()
+        if refused is not None:
+            observed.refusals.append(refused)  # the finalizer is retried after the pause; the rest goes on
         observed.target = self.target_node_count(ws, observed)
         if ws.tuning is not None:
             return await self.reconcile_tuning(ws, observed)
-        observed.nodes = await self.provisioner.ensure(ws, max(observed.target, 1))
+        observed.nodes = await self.ensure_nodes(ws, observed, max(observed.target, 1))
         if observed.nodes.ready and not observed.estimate_error:
-            await self.apply_workload(ws, observed.target)
-            self.observe_workload(ws, observed)
+            _, refused = await self.guarded(ws, "workload", "WorkloadRejected", "apply the inference workload",
+                                            lambda: self.apply_workload(ws, observed.target))  # fmt: skip
+            if refused is None:
+                self.observe_workload(ws, observed)
+            else:
+                observed.refusals.append(refused)
+                observed.inference_reason, observed.inference_message = refused.reason, refused.message
         await self.write_status(ws, observed)
+        if observed.refusals:
+            return self.paused(observed)
         if not observed.nodes.ready:
             return Result(requeue_after=NODES_REQUEUE)
         if not observed.workload_ready:
             return Result(requeue_after=WORKLOAD_REQUEUE)
         return Result()
+
+    # ------------------------------------------------------------------ refused writes
+    async def guarded(
+        self,
+        ws: WorkspaceSpec,
+        step: str,
+        rejected: str,
+        action: str,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        event: bool = False,
+    ) -> tuple[T | None, Refusal | None]:
+        """Run a writing step; a write the apiserver refuses becomes a Refusal (reason + the apiserver's
+        message) and the step pauses with backoff, unless the Workspace changes (a new generation)."""
+        key = f"{ws.namespace}/{ws.name}"
+        held = self.refusals.holding(key, step, ws.generation)
+        if held is not None:
+            return None, held
+        try:
+            value = await fn()
+        except ApiError as e:
+            refusal = self.refusals.record(key, step, ws.generation, e, rejected=rejected, action=action)
+            if refusal is None:
+                raise
+            log.warning("write refused by the apiserver", step=step, reason=refusal.reason,
+                        attempts=refusal.attempts, message=refusal.message[:300])  # fmt: skip
+            if event:
+                await self.event(ws, "Warning", refusal.reason, refusal.message)
+            return None, refusal
+        self.refusals.succeeded(key, step)
+        return value, None
+
+    async def ensure_nodes(self, ws: WorkspaceSpec, observed: Observed, target: int) -> NodesResult:
+        api = getattr(self.provisioner, "api", None)
+        kind = str(api.resource.kind) if api is not None else "Node"
+        result, refused = await self.guarded(
+            ws, "nodes", f"{kind}Rejected", f"create a {kind} for the workspace",
+            lambda: self.provisioner.ensure(ws, target),
+        )  # fmt: skip
+        if refused is None:
+            if result is None:  # guarded returns a value or a refusal; never neither
+                raise RuntimeError("node provisioner returned nothing")
+            return result
+        observed.refusals.append(refused)
+        type_ = getattr(self.provisioner, "condition_type", L.COND_NODES_READY)
+        return NodesResult(
+            False,
+            [],
+            [NodeCondition(type_, False, refused.reason, refused.message)],
+            refused.reason,
+            refused.message,
+        )
+
+    def paused(self, observed: Observed) -> Result:
+        now = self.refusals.clock.monotonic()
+        return Result(requeue_after=max(0.1, min(r.wait(now) for r in observed.refusals)))
 
     # ------------------------------------------------------------------ steps
     async def ensure_finalizer(self, ws: WorkspaceSpec) -> None:
@@ -189,12 +280,20 @@ class WorkspaceReconciler:
         return cache.store.get(f"{meta.get('namespace')}/{meta['name']}")
 
     async def reconcile_tuning(self, ws: WorkspaceSpec, observed: Observed) -> Result:
-        observed.nodes = await self.provisioner.ensure(ws, 1)
+        observed.nodes = await self.ensure_nodes(ws, observed, 1)
         job = self.jobs.store.get(f"{ws.namespace}/{ws.name}") if self.jobs is not None else None
+        refused = None
         if observed.nodes.ready:
-            job = await self.apply_tuning(ws, job)
+            current = job
+            job, refused = await self.guarded(ws, "workload", "TuningJobRejected", "create the tuning Job",
+                                              lambda: self.apply_tuning(ws, current))  # fmt: skip
         observed.job = job_outcome(job)
+        if refused is not None:
+            observed.refusals.append(refused)
+            observed.job = JobOutcome("Pending", refused.reason, refused.message)
         await self.write_status(ws, observed)
+        if observed.refusals:
+            return self.paused(observed)
         if observed.job.state in ("Succeeded", "Failed"):
             return Result()
         return Result(requeue_after=NODES_REQUEUE if not observed.nodes.ready else WORKLOAD_REQUEUE)
@@ -293,9 +392,11 @@ class WorkspaceReconciler:
         now, gen = time.time(), ws.generation
         changed: list[tuple[str, str, str, str]] = []
 
-        def put(type_: str, ok: bool, reason: str, message: str) -> None:
+        def put(type_: str, ok: bool | str, reason: str, message: str) -> None:
             if cond.set_condition(conditions, type_, ok, reason, message, now=now, observed_generation=gen):
-                changed.append((type_, "True" if ok else "False", reason, message))
+                changed.append(
+                    (type_, ok if isinstance(ok, str) else ("True" if ok else "False"), reason, message)
+                )
 
         nodes = observed.nodes
         if observed.estimate_error:
@@ -347,6 +448,14 @@ class WorkspaceReconciler:
             put(L.COND_WORKSPACE_SUCCEEDED, ok, reason, job.message)
             put(L.COND_WORKSPACE_READY, ok, reason, job.message)
             state = job.state
+        # Every condition that applies exists from the first reconcile on: Unknown, naming what is awaited.
+        node_condition = getattr(self.provisioner, "condition_type", None)
+        present = {c.get("type") for c in conditions}
+        for type_, (reason, message) in pending_conditions(
+            tuning=ws.tuning is not None, node_condition=node_condition
+        ).items():
+            if type_ not in present:
+                put(type_, "Unknown", reason, message)
         status.update(
             conditions=conditions,
             state=state,
@@ -356,12 +465,26 @@ class WorkspaceReconciler:
         )
         if status == (ws.obj.get("status") or {}):
             return  # nothing changed: no write
+        key = f"{ws.namespace}/{ws.name}"
+        if self.refusals.holding(key, "status", gen) is not None:
+            return  # the status write was refused a moment ago: pause, as for any refused write
         try:
             await self.client.merge_patch(
                 WORKSPACES, ws.name, {"status": status}, ws.namespace, subresource="status"
             )
         except NotFound:
             return
+        except ApiError as e:
+            refusal = self.refusals.record(
+                key, "status", gen, e, rejected="StatusRejected", action="write the workspace status"
+            )
+            if refusal is None:
+                raise
+            observed.refusals.append(refusal)
+            if refusal.attempts == 1:  # the status cannot say it: an Event does
+                await self.event(ws, "Warning", refusal.reason, refusal.message)
+            return
+        self.refusals.succeeded(key, "status")
         created = (
             cond.parse_rfc3339(str(ws.obj["metadata"].get("creationTimestamp") or ""))
             if ws.obj["metadata"].get("creationTimestamp")

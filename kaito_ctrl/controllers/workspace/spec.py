@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from kaito_ctrl.api import k8s_syntax as K
 from kaito_ctrl.api import labels as L
 from kaito_ctrl.api.catalog import GpuSku, Preset, catalog
 from kaito_ctrl.api.estimator import EstimateError, estimate_nodes
@@ -61,9 +62,13 @@ class WorkspaceSpec:
 
     @property
     def match_labels(self) -> dict[str, str]:
-        """The user's matchLabels without kaito-reserved keys (those are kaito-ctrl's to set)."""
-        labels = (self.resource.get("labelSelector") or {}).get("matchLabels") or {}
-        return {k: str(v) for k, v in labels.items() if k not in L.RESERVED_SELECTOR_KEYS}
+        """The user's selector as labels (matchLabels and single-value ``In`` expressions, the only forms
+        admission lets through) without kaito-reserved keys (those are kaito-ctrl's to set)."""
+        selector = self.resource.get("labelSelector") or {}
+        labels = K.selector_as_map(selector)
+        if labels is None:  # admitted before admission checked expressions: keep to the plain labels
+            labels = {str(k): str(v) for k, v in (selector.get("matchLabels") or {}).items()}
+        return {k: v for k, v in labels.items() if k not in L.RESERVED_SELECTOR_KEYS}
 
     @property
     def annotations(self) -> dict[str, str]:
