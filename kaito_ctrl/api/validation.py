@@ -33,6 +33,12 @@ class FieldError:
         return f"{self.path}: {self.message}"
 
 
+def short(value: Any, limit: int = 64) -> str:
+    """A value quoted for an error message: at most a short prefix, so a huge input is never echoed back."""
+    text = str(value)
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
 def _as_dict(v: Any) -> dict[str, Any]:
     return v if isinstance(v, dict) else {}
 
@@ -52,10 +58,10 @@ class _Validator:
     def run(self) -> list[FieldError]:
         meta = _as_dict(self.obj.get("metadata"))
         name = meta.get("name")
-        if isinstance(name, str) and name and (len(name) > 63 or not DNS_LABEL.match(name)):
+        if isinstance(name, str) and name and (len(name) > 63 or not DNS_LABEL.fullmatch(name)):
             self.err(
                 "metadata.name",
-                f"{name!r} must be a DNS label: lowercase letters, digits and '-', at most 63",
+                f"{short(name)} must be a DNS label: lowercase letters, digits and '-', at most 63",
             )
         self.annotations(_as_dict(meta.get("annotations")))
         has_inf, has_tun = self.obj.get("inference") is not None, self.obj.get("tuning") is not None
@@ -80,19 +86,19 @@ class _Validator:
         if family is not None and family not in L.NODE_IMAGE_FAMILIES:
             self.err(
                 f"metadata.annotations[{L.ANNOTATION_NODE_IMAGE_FAMILY}]",
-                f"{family!r} is not a node image family; use one of {', '.join(L.NODE_IMAGE_FAMILIES)}",
+                f"{short(family)} is not a node image family; use one of {', '.join(L.NODE_IMAGE_FAMILIES)}",
             )
         runtime = ann.get(L.ANNOTATION_RUNTIME)
         if runtime is not None and runtime not in RUNTIMES:
             self.err(
-                f"metadata.annotations[{L.ANNOTATION_RUNTIME}]", f"{runtime!r}: use vllm or transformers"
+                f"metadata.annotations[{L.ANNOTATION_RUNTIME}]", f"{short(runtime)}: use vllm or transformers"
             )
 
     # ------------------------------------------------------------------ resource
     def resource(self, resource: dict[str, Any]) -> None:
         count = resource.get("count", 1)
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            self.err("resource.count", f"{count!r} must be a whole number of nodes, at least 1")
+            self.err("resource.count", f"{short(count)} must be a whole number of nodes, at least 1")
         selector = resource.get("labelSelector")
         if not isinstance(selector, dict):
             self.err("resource.labelSelector", "labelSelector is required, e.g. matchLabels: {apps: phi-3}")
@@ -124,7 +130,9 @@ class _Validator:
                 if close
                 else "; `kaito-ctrl presets` lists the GPU sizes"
             )
-            self.err("resource.instanceType", f"{instance_type!r} is not a known GPU instance type{hint}")
+            self.err(
+                "resource.instanceType", f"{short(instance_type)} is not a known GPU instance type{hint}"
+            )
         partition = resource.get("partition")
         if partition is not None and instance_type:
             self.err(
@@ -136,7 +144,7 @@ class _Validator:
     def partition(self, partition: dict[str, Any]) -> None:
         mode = partition.get("mode")
         if mode not in ("mig", "accelerator"):
-            self.err("resource.partition.mode", f"{mode!r}: use mig or accelerator")
+            self.err("resource.partition.mode", f"{short(mode)}: use mig or accelerator")
         elif mode == "mig" and not partition.get("profile"):
             self.err("resource.partition.profile", "mig mode needs a profile such as 1g.10gb")
         elif mode == "accelerator" and not partition.get("count"):
@@ -153,14 +161,14 @@ class _Validator:
             return None
         access = preset.get("accessMode")
         if access is not None and access not in ("public", "private"):
-            self.err(f"{path}.accessMode", f"{access!r}: use public or private")
+            self.err(f"{path}.accessMode", f"{short(access)}: use public or private")
         found = self.cat.preset(name)
         if found is None:
             close = self.cat.close_presets(name)
             hint = (
                 f"; did you mean {', '.join(close)}?" if close else "; run `kaito-ctrl presets` for the list"
             )
-            self.err(f"{path}.name", f"{name!r} is not a known preset{hint}")
+            self.err(f"{path}.name", f"{short(name)} is not a known preset{hint}")
             return None
         if found.deprecated:
             self.err(
@@ -198,7 +206,7 @@ class _Validator:
         if has_template and not isinstance(inf.get("template"), dict):
             self.err("inference.template", "template must be a pod template object")
         config = inf.get("config")
-        if config is not None and (not isinstance(config, str) or not DNS_LABEL.match(config or "x_")):
+        if config is not None and (not isinstance(config, str) or not DNS_LABEL.fullmatch(config or "x_")):
             self.err("inference.config", "config must name a ConfigMap in the workspace's namespace")
         preset = (
             self.preset("inference.preset", inf.get("preset")) if has_preset and not has_template else None
@@ -244,13 +252,14 @@ class _Validator:
                 self.err(f"{path}.source", "each adapter needs a source with a name and an image")
             else:
                 name = source.get("name")
-                if not isinstance(name, str) or not DNS_LABEL.match(name or "_"):
+                if not isinstance(name, str) or not DNS_LABEL.fullmatch(name or "_"):
                     self.err(
                         f"{path}.source.name", "an adapter needs a name (a DNS label, e.g. phi-3-adapter)"
                     )
                 elif name in seen:
                     self.err(
-                        f"{path}.source.name", f"adapter name {name!r} is used twice; names must be unique"
+                        f"{path}.source.name",
+                        f"adapter name {short(name)} is used twice; names must be unique",
                     )
                 else:
                     seen.add(name)
@@ -258,29 +267,35 @@ class _Validator:
                     self.err(f"{path}.source.urls", "adapters come from an image or a volume, not URLs")
                 if not source.get("image") and source.get("volumeSource") is None:
                     self.err(f"{path}.source.image", "set the adapter image (or a volumeSource)")
-                elif source.get("image") and not IMAGE_REF.match(str(source["image"])):
-                    self.err(f"{path}.source.image", f"{source['image']!r} is not a valid image reference")
+                elif source.get("image") and not IMAGE_REF.fullmatch(str(source["image"])):
+                    self.err(
+                        f"{path}.source.image", f"{short(source['image'])} is not a valid image reference"
+                    )
             strength = adapter.get("strength")
             if strength is not None:
                 try:
                     value = float(str(strength))
                 except ValueError:
-                    self.err(f"{path}.strength", f"{strength!r} is not a number; use a value from 0 to 1")
+                    self.err(
+                        f"{path}.strength", f"{short(strength)} is not a number; use a value from 0 to 1"
+                    )
                     continue
                 if not 0.0 <= value <= 1.0:
-                    self.err(f"{path}.strength", f"{strength!r} is out of range; use a value from 0 to 1")
+                    self.err(
+                        f"{path}.strength", f"{short(strength)} is out of range; use a value from 0 to 1"
+                    )
 
     # ------------------------------------------------------------------ tuning
     def tuning(self, tun: dict[str, Any], resource: dict[str, Any]) -> None:
         method = tun.get("method")
         if not isinstance(method, str) or method.lower() not in L.TUNING_METHODS:
-            self.err("tuning.method", f"{method!r} is not a tuning method; use lora or qlora")
+            self.err("tuning.method", f"{short(method)} is not a tuning method; use lora or qlora")
         if tun.get("preset") is None:
             self.err("tuning.preset", "a preset to tune is required, e.g. phi-3-mini-128k-instruct")
         else:
             self.preset("tuning.preset", tun.get("preset"), for_tuning=True)
         config = tun.get("config")
-        if config is not None and (not isinstance(config, str) or not DNS_LABEL.match(config or "_")):
+        if config is not None and (not isinstance(config, str) or not DNS_LABEL.fullmatch(config or "_")):
             self.err("tuning.config", "config must name a ConfigMap in the workspace's namespace")
         count = resource.get("count", 1)
         if isinstance(count, int) and count > 1:
@@ -308,10 +323,12 @@ class _Validator:
                 for i, url in enumerate(urls):
                     problem = url_problem(url)
                     if problem:
-                        self.err(f"tuning.input.urls[{i}]", f"{url!r} {problem}; use a public http(s) URL")
+                        self.err(
+                            f"tuning.input.urls[{i}]", f"{short(url)} {problem}; use a public http(s) URL"
+                        )
         image = source.get("image")
-        if image and not IMAGE_REF.match(str(image)):
-            self.err("tuning.input.image", f"{image!r} is not a valid image reference")
+        if image and not IMAGE_REF.fullmatch(str(image)):
+            self.err("tuning.input.image", f"{short(image)} is not a valid image reference")
 
     def tuning_output(self, dest: Any) -> None:
         if not isinstance(dest, dict):
@@ -325,8 +342,8 @@ class _Validator:
             )
         image = dest.get("image")
         if image:
-            if not IMAGE_REF.match(str(image)):
-                self.err("tuning.output.image", f"{image!r} is not a valid image reference")
+            if not IMAGE_REF.fullmatch(str(image)):
+                self.err("tuning.output.image", f"{short(image)} is not a valid image reference")
             if not dest.get("imagePushSecret"):
                 self.err("tuning.output.imagePushSecret", "pushing the output image needs imagePushSecret")
 

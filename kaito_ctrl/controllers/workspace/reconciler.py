@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from kaito_ctrl.api import labels as L
-from kaito_ctrl.controllers.workspace import rootcause
+from kaito_ctrl.controllers.workspace import ownership, rootcause
 from kaito_ctrl.controllers.workspace.metrics import TIME_TO_READY
 from kaito_ctrl.controllers.workspace.nodes import NodeProvisioner, NodesResult
 from kaito_ctrl.controllers.workspace.spec import (
@@ -34,6 +34,7 @@ from kaito_ctrl.kube.resources import (
     DEPLOYMENTS,
     EVENTS,
     JOBS,
+    NETWORKPOLICIES,
     SERVICES,
     STATEFULSETS,
     WORKSPACES,
@@ -57,6 +58,7 @@ KINDS = {
     "StatefulSet": STATEFULSETS,
     "ConfigMap": CONFIGMAPS,
     "Job": JOBS,
+    "NetworkPolicy": NETWORKPOLICIES,
 }
 
 
@@ -72,6 +74,7 @@ class Observed:
     worker_nodes: list[str] = field(default_factory=list)
     estimate_error: str = ""
     job: JobOutcome | None = None
+    conflict: str = ""  # an object the workspace would write belongs to someone else
 
 
 class WorkspaceReconciler:
@@ -117,7 +120,10 @@ class WorkspaceReconciler:
             return await self.reconcile_tuning(ws, observed)
         observed.nodes = await self.provisioner.ensure(ws, max(observed.target, 1))
         if observed.nodes.ready and not observed.estimate_error:
-            await self.apply_workload(ws, observed.target)
+            try:
+                await self.apply_workload(ws, observed.target)
+            except ownership.ForeignObject as e:
+                observed.conflict = str(e)
             self.observe_workload(ws, observed)
         await self.write_status(ws, observed)
         if not observed.nodes.ready:
@@ -166,16 +172,15 @@ class WorkspaceReconciler:
             ):
                 continue  # already as rendered: no write (hand edits to our fields still differ, and are applied)
             if obj["kind"] == "Service":
-                await self.apply_service(obj)
+                await self.apply_service(ws, obj, live)
             else:
-                written = await self.client.apply(KINDS[obj["kind"]], obj)
+                written = await self._apply_owned(ws, obj, live)
                 if obj["kind"] in ("Deployment", "StatefulSet"):
                     self._written[f"{ws.namespace}/{ws.name}"] = written
         # A preset that changed size moves between Deployment and StatefulSet: remove the other kind.
         other = STATEFULSETS if nodes <= 1 else DEPLOYMENTS
         cache = self.statefulsets if nodes <= 1 else self.deployments
-        if cache.store.get(f"{ws.namespace}/{ws.name}") is not None:
-            await self.client.delete(other, ws.name, ws.namespace)
+        await ownership.delete_owned(self.client, other, cache.store.get(f"{ws.namespace}/{ws.name}"), ws.uid)
 
     def _cached(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         cache = {
@@ -192,7 +197,10 @@ class WorkspaceReconciler:
         observed.nodes = await self.provisioner.ensure(ws, 1)
         job = self.jobs.store.get(f"{ws.namespace}/{ws.name}") if self.jobs is not None else None
         if observed.nodes.ready:
-            job = await self.apply_tuning(ws, job)
+            try:
+                job = await self.apply_tuning(ws, job)
+            except ownership.ForeignObject as e:
+                observed.conflict, job = str(e), None
         observed.job = job_outcome(job)
         await self.write_status(ws, observed)
         if observed.job.state in ("Succeeded", "Failed"):
@@ -202,11 +210,12 @@ class WorkspaceReconciler:
     async def apply_tuning(self, ws: WorkspaceSpec, job: dict[str, Any] | None) -> dict[str, Any] | None:
         """Create the Job; a Job of an older revision is deleted first (its pod template is immutable)."""
         if job is not None:
+            await ownership.ensure_ours(self.client, JOBS, job, ws.uid, job)
             revision = (job["metadata"].get("annotations") or {}).get(L.ANNOTATION_REVISION)
             if revision == ws.revision:
                 return job
             if not job["metadata"].get("deletionTimestamp"):
-                await self.client.delete(JOBS, ws.name, ws.namespace, propagation_policy="Foreground")
+                await ownership.delete_owned(self.client, JOBS, job, ws.uid, propagation_policy="Foreground")
             return None
         objects = render_tuning(
             ws, node_requirements=self.provisioner.node_requirements(ws), registry=self.image_registry
@@ -217,18 +226,35 @@ class WorkspaceReconciler:
                 try:
                     created = await self.client.create(JOBS, obj, ws.namespace)
                 except Conflict:
-                    created = None  # made by an earlier reconcile; the cache catches up
+                    # Made by an earlier reconcile (the cache catches up), or someone else's Job.
+                    await ownership.ensure_ours(self.client, JOBS, obj, ws.uid)
+                    created = None
             else:
-                await self.client.apply(KINDS[obj["kind"]], obj)
+                await self._apply_owned(ws, obj)
         return created
 
-    async def apply_service(self, obj: dict[str, Any]) -> None:
+    async def _apply_owned(
+        self, ws: WorkspaceSpec, obj: dict[str, Any], live: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        async def conflict(detail: str) -> None:
+            name = f"{obj['kind']} {obj['metadata']['name']}"
+            await self.event(
+                ws, "Warning", "FieldManagerConflict", f"{name}: {detail}; reclaiming its fields"
+            )
+
+        return await ownership.apply_owned(
+            self.client, KINDS[obj["kind"]], obj, ws.uid, live=live, on_conflict=conflict
+        )
+
+    async def apply_service(
+        self, ws: WorkspaceSpec, obj: dict[str, Any], live: dict[str, Any] | None
+    ) -> None:
         """Server-side apply, then make the port list exactly ours: ports added by hand edits belong to another
         field manager, which apply alone never removes (and a duplicate port name makes it fail)."""
         want = obj["spec"]["ports"]
         meta = obj["metadata"]
         try:
-            live = await self.client.apply(SERVICES, obj)
+            live = await self._apply_owned(ws, obj, live)
         except Invalid:
             live = {}
         ports = [
@@ -240,7 +266,7 @@ class WorkspaceReconciler:
             await self.client.merge_patch(
                 SERVICES, meta["name"], {"spec": {"ports": want}}, meta["namespace"]
             )
-            await self.client.apply(SERVICES, obj)
+            await self._apply_owned(ws, obj)
 
     def observe_workload(self, ws: WorkspaceSpec, observed: Observed) -> None:
         key = f"{ws.namespace}/{ws.name}"
@@ -318,6 +344,9 @@ class WorkspaceReconciler:
                     nodes.message,
                 )
         resource_ok = nodes is not None and nodes.ready and not observed.estimate_error
+        if observed.conflict:
+            observed.inference_reason, observed.inference_message = ownership.REASON, observed.conflict
+            observed.job = JobOutcome("Pending", ownership.REASON, observed.conflict)
         if ws.inference is not None:
             put(
                 L.COND_INFERENCE_READY,

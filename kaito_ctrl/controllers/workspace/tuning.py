@@ -7,9 +7,17 @@ from typing import Any
 
 from kaito_ctrl.api import labels as L
 from kaito_ctrl.api.catalog import catalog
+from kaito_ctrl.api.netcheck import EGRESS_DENY_V4, EGRESS_DENY_V6, download_names
 from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
 from kaito_ctrl.render import environment, render
 
+# Every helper container: no privilege escalation, no capabilities, the runtime's default seccomp profile.
+HELPER_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+DSHM_SIZE = "16Gi"
 PHI3_TARGET_MODULES = "k_proj,q_proj,v_proj,o_proj,gate_proj,down_proj,up_proj"
 
 
@@ -31,6 +39,7 @@ def render_tuning(
     push_secret = dest.get("imagePushSecret")
     pull = sorted(set(source.get("imagePullSecrets") or []) | ({push_secret} if push_secret else set()))
     selector = {L.LABEL_WORKSPACE: ws.name}
+    urls = [str(u) for u in source.get("urls") or []]
     values = {
         "name": ws.name,
         "namespace": ws.namespace,
@@ -41,7 +50,15 @@ def render_tuning(
         "node_requirements": node_requirements,
         "pull_secrets": [{"name": s} for s in pull],
         "weights_image": f"{registry}/kaito-{preset.name}:{preset.image_tag}" if preset.seed_era else None,
-        "data_urls": source.get("urls") or [],
+        "data_urls": urls,
+        "data_outputs": [arg for name in download_names(urls) for arg in ("-o", name)],
+        "egress": {
+            "name": f"{ws.name}-egress",
+            "deny_v4": list(EGRESS_DENY_V4),
+            "deny_v6": list(EGRESS_DENY_V6),
+        },
+        "helper_security": HELPER_SECURITY_CONTEXT,
+        "dshm_size": DSHM_SIZE,
         "data_image": source.get("image"),
         "data_volume": source.get("volumeSource"),
         "results_volume": dest.get("volumeSource"),
