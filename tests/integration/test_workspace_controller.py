@@ -334,8 +334,8 @@ async def test_tuning_example_runs_a_job_to_success(
             return j if j["metadata"]["uid"] != old_uid else None
 
         new = await _eventually(replaced, 90, "a new Job for the new revision")
-        pusher = new["spec"]["template"]["spec"]["containers"][1]["command"][2]
-        assert "tuned-phi-3:0.0.2" in pusher
+        pusher = new["spec"]["template"]["spec"]["containers"][1]["command"]
+        assert pusher[4] == "myregistry.azurecr.io/tuned-phi-3:0.0.2", "the image is an argument, not script"
 
 
 async def test_multi_node_preset_gets_a_statefulset_with_one_replica_per_node(
