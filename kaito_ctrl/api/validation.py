@@ -14,6 +14,7 @@ from kaito_ctrl.api import labels as L
 from kaito_ctrl.api.catalog import Catalog, catalog
 from kaito_ctrl.api.estimator import EstimateError, estimate_nodes, fits_memory
 from kaito_ctrl.api.netcheck import url_problem
+from kaito_ctrl.api.reserved import selector_key_errors
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # A permissive OCI reference: [registry[:port]/]path[:tag][@digest], lowercase path components.
@@ -103,6 +104,7 @@ class _Validator:
         if not isinstance(selector, dict):
             self.err("resource.labelSelector", "labelSelector is required, e.g. matchLabels: {apps: phi-3}")
         else:
+            self.reserved_selector_keys(selector)
             match = selector.get("matchLabels") or {}
             if not isinstance(match, dict) or not all(isinstance(v, str) for v in match.values()):
                 self.err(
@@ -140,6 +142,10 @@ class _Validator:
             )
         elif partition is not None:
             self.partition(_as_dict(partition))
+
+    def reserved_selector_keys(self, selector: dict[str, Any]) -> None:
+        for path, message in selector_key_errors(selector):
+            self.err(path, message)
 
     def partition(self, partition: dict[str, Any]) -> None:
         mode = partition.get("mode")

@@ -216,10 +216,12 @@ async def test_node_object_mode_creates_claim_and_names_quota_error(
             "operator": "In",
             "values": ["Standard_NC12s_v3"],
         } in nc["spec"]["requirements"]
-        # The provisioner reports a quota failure: the Workspace says so, with Azure's words.
+        # The provisioner reports a quota failure: the Workspace names the reason and Azure's code; Azure's text
+        # (with its ids) stays on the cluster-scoped claim.
         quota = "Operation could not be completed as it results in exceeding approved standardNCSv3Family Cores quota"
+        text = f"creating the AKS agent pool failed: OperationNotAllowed: {quota}"
         status = {"conditions": [
-            {"type": f"{prefix}Launched", "status": "False", "reason": "QuotaExceeded", "message": quota, "lastTransitionTime": "2026-01-01T00:00:00Z"},
+            {"type": f"{prefix}Launched", "status": "False", "reason": "QuotaExceeded", "message": text, "lastTransitionTime": "2026-01-01T00:00:00Z"},
             {"type": "Ready", "status": "False", "reason": "UnhealthyDependents", "message": "Launched=False", "lastTransitionTime": "2026-01-01T00:00:00Z"},
         ]}  # fmt: skip
         await kube.merge_patch(res, nc["metadata"]["name"], {"status": status}, subresource="status")
@@ -229,11 +231,12 @@ async def test_node_object_mode_creates_claim_and_names_quota_error(
             c = cond.get_condition(obj, "ResourceReady")
             return (
                 obj
-                if c and c["status"] == "False" and c["reason"] == "QuotaExceeded" and quota in c["message"]
+                if c and c["status"] == "False" and c["reason"] == "QuotaExceeded"
+                and "Azure error code OperationNotAllowed" in c["message"] and quota not in c["message"]
                 else None
             )
 
-        obj = await _eventually(names_quota, 30, "ResourceReady False with the quota message")
+        obj = await _eventually(names_quota, 30, "ResourceReady False with the quota reason and code")
         assert _cond(obj, "NodeClaimReady" if mode == "nodeclaim" else "MachineReady") == "False"
         assert _cond(obj, "InferenceReady") != "True"
         # Ready claim + matching node: the workload follows.

@@ -106,7 +106,8 @@ def test_render_single_node_deployment_and_seed_service() -> None:
     assert pod["containers"][0]["image"] == "mcr.microsoft.com/aks/kaito/kaito-phi-3-mini-4k-instruct:0.0.2"
     assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "2"}
     assert {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"} in pod["tolerations"]
-    assert pod["volumes"][0] == {"name": "dshm", "emptyDir": {"medium": "Memory"}}
+    assert pod["volumes"][0] == {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}
+    assert pod["automountServiceAccountToken"] is False
 
 
 def test_render_multi_node_statefulset_with_headless_service_and_adapters_roll_pods() -> None:

@@ -8,16 +8,10 @@ from typing import Any
 from kaito_ctrl.api import labels as L
 from kaito_ctrl.api.catalog import catalog
 from kaito_ctrl.api.netcheck import EGRESS_DENY_V4, EGRESS_DENY_V6, download_names
+from kaito_ctrl.controllers.workspace.hardening import hardening_values
 from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
 from kaito_ctrl.render import environment, render
 
-# Every helper container: no privilege escalation, no capabilities, the runtime's default seccomp profile.
-HELPER_SECURITY_CONTEXT: dict[str, Any] = {
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
-DSHM_SIZE = "16Gi"
 PHI3_TARGET_MODULES = "k_proj,q_proj,v_proj,o_proj,gate_proj,down_proj,up_proj"
 
 
@@ -57,8 +51,7 @@ def render_tuning(
             "deny_v4": list(EGRESS_DENY_V4),
             "deny_v6": list(EGRESS_DENY_V6),
         },
-        "helper_security": HELPER_SECURITY_CONTEXT,
-        "dshm_size": DSHM_SIZE,
+        **hardening_values(),
         "data_image": source.get("image"),
         "data_volume": source.get("volumeSource"),
         "results_volume": dest.get("volumeSource"),

@@ -8,6 +8,7 @@ from typing import Any
 
 from kaito_ctrl.api import labels as L
 from kaito_ctrl.api.catalog import catalog
+from kaito_ctrl.controllers.workspace.hardening import hardening_values
 from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
 from kaito_ctrl.render import render
 
@@ -93,6 +94,7 @@ def render_inference(
         "startup_failure_threshold": 180,
         "liveness_delay": 0 if big else 600,
         "readiness_delay": 0 if big else 30,
+        **hardening_values(),
     }
     return render_services(ws, labels, selector, headless=multi) + render(
         "inference-workload.yaml.j2", **values
