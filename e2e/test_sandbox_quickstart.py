@@ -38,11 +38,19 @@ def test_controller_runs_under_its_service_account_and_leads(sandbox: Sandbox) -
         "can-i",
         "--as=system:serviceaccount:kaito-system:kaito-ctrl",
         "update",
-        "leases",
+        "leases/kaito-ctrl-leader",
         "-n",
         "kaito-system",
     )
     assert can.strip() == "yes"
+    # Leases and Secrets only by name: not another team's Lease, not the namespace's other Secrets.
+    for what in ("update leases/other", "list secrets", "watch secrets", "get secrets/other"):
+        verb, resource = what.split()
+        can = sandbox.kubectl(
+            "auth", "can-i", "--as=system:serviceaccount:kaito-system:kaito-ctrl", verb, resource,
+            "-n", "kaito-system", check=False,
+        )  # fmt: skip
+        assert can.strip().startswith("no"), what
 
 
 def test_seed_examples_are_accepted_with_the_seed_columns(sandbox: Sandbox, e2e_namespace: str) -> None:

@@ -8,14 +8,18 @@ import asyncio
 import importlib
 import os
 import signal
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 
 from kaito_ctrl import logsetup
+from kaito_ctrl.api import podsecurity
 from kaito_ctrl.kube.client import KubeClient
 from kaito_ctrl.kube.config import in_cluster_namespace
+from kaito_ctrl.kube.errors import NotFound
 from kaito_ctrl.kube.leaderelection import LeaderElectionConfig
+from kaito_ctrl.kube.resources import NAMESPACES
 from kaito_ctrl.runtime.gctuning import tune_gc
 from kaito_ctrl.runtime.manager import Manager
 from kaito_ctrl.settings import Settings
@@ -32,6 +36,18 @@ CONTROLLER_MODULES = {
 }
 
 
+def namespace_allows_reader(client: KubeClient) -> Callable[[str], Awaitable[bool]]:
+    """Reads a namespace's admin annotation for the Pod Security check (a missing namespace allows nothing)."""
+
+    async def allows(namespace: str) -> bool:
+        try:
+            return podsecurity.namespace_allows(await client.get(NAMESPACES, namespace))
+        except NotFound:
+            return False
+
+    return allows
+
+
 def build_webhook(client: KubeClient, settings: Settings) -> WebhookRunner:
     host = settings.webhook_url_host
     client_config = (
@@ -41,7 +57,11 @@ def build_webhook(client: KubeClient, settings: Settings) -> WebhookRunner:
     )
     ips = (host,) if host and host[0].isdigit() else ("127.0.0.1",)
     policy = CertPolicy(settings.webhook_service, settings.namespace, ip_addresses=ips)
-    server = WebhookServer(host or "0.0.0.0", settings.webhook_port)
+    server = WebhookServer(
+        host or "0.0.0.0",
+        settings.webhook_port,
+        namespace_allows=namespace_allows_reader(client) if settings.pod_security_baseline else None,
+    )
     return WebhookRunner(client, policy, server, client_config)
 
 

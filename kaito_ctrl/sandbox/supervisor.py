@@ -57,10 +57,12 @@ def main() -> int:
     mode = os.environ.get("KAITO_NODE_PROVISIONER", "nodeclaim")
     replicas = max(1, int(os.environ.get("KAITO_SANDBOX_REPLICAS", "1")))
     # With a node provisioner, GPU nodes come from agent pools on the fake ARM server; BYO gets two up front.
+    # KAITO_SANDBOX_AUDIT=1 keeps the apiserver's audit log (the e2e run derives the used RBAC verbs from it).
+    audit = os.environ.get("KAITO_SANDBOX_AUDIT") == "1"
     options = (
-        ControlPlaneOptions(workdir=workdir)
+        ControlPlaneOptions(workdir=workdir, audit=audit)
         if mode == "byo"
-        else ControlPlaneOptions(workdir=workdir, gpu_nodes=())
+        else ControlPlaneOptions(workdir=workdir, gpu_nodes=(), audit=audit)
     )
     cp = ControlPlane(options)
     controllers: list[ControllerProcess] = []

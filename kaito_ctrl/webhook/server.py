@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import structlog
 from aiohttp import web
 
 from kaito_ctrl import pki
+from kaito_ctrl.api import podsecurity
 from kaito_ctrl.webhook import admission
 from kaito_ctrl.webhook.certs import CertBundle
 
@@ -51,6 +52,7 @@ class WebhookServer:
         max_reading: int = MAX_READING,
         max_pending: int = MAX_PENDING,
         threads: int = VALIDATION_THREADS,
+        namespace_allows: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -65,6 +67,8 @@ class WebhookServer:
         self._reading = asyncio.Semaphore(max_reading)
         self._pending = asyncio.Semaphore(max_pending)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="admission")
+        # Pod Security baseline: on when given a way to read a namespace's admin annotation.
+        self.namespace_allows = namespace_allows
         app = web.Application(client_max_size=max_body)
         app.router.add_post(VALIDATE_PATH, self._validate)
         app.router.add_post(MUTATE_PATH, self._mutate)
@@ -131,8 +135,17 @@ class WebhookServer:
         if self._pending.locked():
             self.shed += 1
             return _status(429, "too many reviews waiting for validation; retry")
+        loop = asyncio.get_running_loop()
         async with self._pending:
-            out = await asyncio.get_running_loop().run_in_executor(self._pool, _review_safely, review, body)
+            out = await loop.run_in_executor(self._pool, _review_safely, review, body)
+            if (
+                review is admission.validate
+                and self.namespace_allows is not None
+                and out["response"]["allowed"]
+            ):
+                namespace, violations = await loop.run_in_executor(self._pool, _baseline_violations, body)
+                if violations and not await self.namespace_allows(namespace):
+                    out = _pod_security_refusal(out["response"]["uid"], namespace, violations)
         return web.Response(body=orjson.dumps(out), content_type="application/json")
 
     async def _validate(self, request: web.Request) -> web.Response:
@@ -193,3 +206,30 @@ def _review_safely(review: Callable[[Any], dict[str, Any]], body: bytes) -> dict
                 },
             },
         }
+
+
+def _baseline_violations(body: bytes) -> tuple[str, list[tuple[str, str]]]:
+    try:
+        request = orjson.loads(body)["request"]
+        if request.get("operation") not in ("CREATE", "UPDATE"):
+            return "", []
+        return str(request.get("namespace") or ""), podsecurity.workspace_violations(request["object"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, RecursionError):
+        return "", []
+
+
+def _pod_security_refusal(uid: str, namespace: str, violations: list[tuple[str, str]]) -> dict[str, Any]:
+    listed = "; ".join(f"{path}: {why}" for path, why in violations[:10])
+    message = (
+        f"the Workspace breaks the Pod Security baseline profile: {listed}. A cluster administrator can allow "
+        f"it for namespace {namespace} with the annotation {podsecurity.ALLOW_ANNOTATION}=true"
+    )
+    return {
+        "apiVersion": admission.API_VERSION,
+        "kind": "AdmissionReview",
+        "response": {
+            "uid": uid,
+            "allowed": False,
+            "status": {"code": 403, "message": message, "reason": "Forbidden"},
+        },
+    }

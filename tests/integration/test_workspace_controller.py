@@ -231,8 +231,11 @@ async def test_node_object_mode_creates_claim_and_names_quota_error(
             c = cond.get_condition(obj, "ResourceReady")
             return (
                 obj
-                if c and c["status"] == "False" and c["reason"] == "QuotaExceeded"
-                and "Azure error code OperationNotAllowed" in c["message"] and quota not in c["message"]
+                if c
+                and c["status"] == "False"
+                and c["reason"] == "QuotaExceeded"
+                and "Azure error code OperationNotAllowed" in c["message"]
+                and quota not in c["message"]
                 else None
             )
 
