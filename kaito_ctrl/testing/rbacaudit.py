@@ -54,15 +54,19 @@ def used_permissions(events: Iterable[dict[str, Any]], user: str = CONTROLLER_US
         if ((e.get("responseStatus") or {}).get("code") or 0) == 403:
             continue
         resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
-        used.add(
-            Permission(
-                str(ref.get("apiGroup") or ""),
-                resource,
-                str(e.get("verb")),
-                str(ref.get("namespace") or ""),
-                str(ref.get("name") or ""),
+        verbs = [str(e.get("verb"))]
+        if verbs[0] == "patch" and (e.get("responseStatus") or {}).get("code") == 201:
+            verbs.append("create")  # a server-side apply that made the object is also authorized as create
+        for verb in verbs:
+            used.add(
+                Permission(
+                    str(ref.get("apiGroup") or ""),
+                    resource,
+                    verb,
+                    str(ref.get("namespace") or ""),
+                    str(ref.get("name") or ""),
+                )
             )
-        )
     return used
 
 
