@@ -125,7 +125,7 @@ async def _window(elector: LeaderElector, seconds: float) -> tuple[float, float]
 
 
 async def measure(kubeconfig: Path, seconds: float) -> dict[str, Any]:
-    client = await KubeClient.from_kubeconfig(kubeconfig)
+    client = await KubeClient.from_kubeconfig(str(kubeconfig))
     elector = LeaderElector(
         client,
         LeaderElectionConfig(
