@@ -23,6 +23,8 @@ IMAGE_REF = re.compile(
     r"(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
 )
 RUNTIMES = ("vllm", "transformers")
+# A plain decimal (no whitespace, exponent or underscores): the value ends up in the server's command line.
+STRENGTH = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,6})?|\.[0-9]{1,6}")
 
 
 @dataclass(frozen=True)
@@ -278,6 +280,9 @@ class _Validator:
                         f"{path}.source.image", f"{short(source['image'])} is not a valid image reference"
                     )
             strength = adapter.get("strength")
+            if strength is not None and not STRENGTH.fullmatch(str(strength)):
+                self.err(f"{path}.strength", f"{short(strength)} is not a number; use a value from 0 to 1")
+                continue
             if strength is not None:
                 try:
                     value = float(str(strength))

@@ -91,3 +91,17 @@ def test_trailing_newline_fails_validation(path: str, value: str) -> None:
     section, field = path.split(".")
     obj[section][field] = value
     assert any(e.path == path for e in validate_workspace(obj))
+
+
+@pytest.mark.parametrize("strength", ["0.5\n", " 1", "1e0", "0_5", "0.5;id"])
+def test_adapter_strength_is_a_plain_decimal(strength: str) -> None:
+    obj = _ws()
+    obj["inference"]["adapters"] = [{"source": {"name": "a", "image": "r.io/a:1"}, "strength": strength}]
+    assert [e.path for e in validate_workspace(obj)] == ["inference.adapters[0].strength"]
+
+
+def test_huge_preset_name_is_quoted_short() -> None:
+    obj = _ws()
+    obj["inference"]["preset"]["name"] = "p" * 200_000
+    (error,) = validate_workspace(obj)
+    assert error.path == "inference.preset.name" and len(error.message) < 300
