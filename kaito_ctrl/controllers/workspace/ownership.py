@@ -18,8 +18,16 @@ from kaito_ctrl.kube.resources import Resource
 REASON = "ObjectOwnedByOther"
 
 
-class ForeignObject(Exception):
+class WorkloadRefused(Exception):
+    """The workload is not written; the message says why (it becomes the condition's message)."""
+
+    reason = "WorkloadRefused"
+
+
+class ForeignObject(WorkloadRefused):
     """An object the Workspace would write exists and is not controlled by it."""
+
+    reason = REASON
 
     def __init__(self, kind: str, namespace: str, name: str, holder: str) -> None:
         self.kind, self.namespace, self.name, self.holder = kind, namespace, name, holder

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from kaito_ctrl.api import labels as L
-from kaito_ctrl.controllers.workspace import ownership, rootcause
+from kaito_ctrl.controllers.workspace import ownership, podsecurity_gate, rootcause
 from kaito_ctrl.controllers.workspace.metrics import TIME_TO_READY
 from kaito_ctrl.controllers.workspace.nodes import NodeProvisioner, NodesResult
 from kaito_ctrl.controllers.workspace.spec import (
@@ -74,7 +74,8 @@ class Observed:
     worker_nodes: list[str] = field(default_factory=list)
     estimate_error: str = ""
     job: JobOutcome | None = None
-    conflict: str = ""  # an object the workspace would write belongs to someone else
+    conflict: str = ""  # why the workload was not written (a foreign object, a Pod Security violation)
+    conflict_reason: str = ownership.REASON
 
 
 class WorkspaceReconciler:
@@ -91,6 +92,7 @@ class WorkspaceReconciler:
         services: SharedInformer | None = None,
         image_registry: str,
         deletion_timeout: float = 300.0,
+        pod_security: bool = True,
     ) -> None:
         self.client = client
         self.provisioner = provisioner
@@ -105,6 +107,7 @@ class WorkspaceReconciler:
         self._written: dict[str, dict[str, Any]] = {}
         self.image_registry = image_registry
         self.deletion_timeout = deletion_timeout
+        self.pod_security = pod_security
 
     async def __call__(self, request: Request) -> Result:
         obj = self.workspaces.store.get(request.key)
@@ -122,8 +125,8 @@ class WorkspaceReconciler:
         if observed.nodes.ready and not observed.estimate_error:
             try:
                 await self.apply_workload(ws, observed.target)
-            except ownership.ForeignObject as e:
-                observed.conflict = str(e)
+            except ownership.WorkloadRefused as e:
+                observed.conflict, observed.conflict_reason = str(e), e.reason
             self.observe_workload(ws, observed)
         await self.write_status(ws, observed)
         if not observed.nodes.ready:
@@ -157,6 +160,8 @@ class WorkspaceReconciler:
         return count
 
     async def apply_workload(self, ws: WorkspaceSpec, nodes: int) -> None:
+        if self.pod_security:
+            await podsecurity_gate.check(self.client, ws.obj, ws.namespace)
         requirements = self.provisioner.node_requirements(ws)
         if ws.preset is None:
             objects = render_template_workload(ws, node_requirements=requirements)
@@ -199,8 +204,8 @@ class WorkspaceReconciler:
         if observed.nodes.ready:
             try:
                 job = await self.apply_tuning(ws, job)
-            except ownership.ForeignObject as e:
-                observed.conflict, job = str(e), None
+            except ownership.WorkloadRefused as e:
+                observed.conflict, observed.conflict_reason, job = str(e), e.reason, None
         observed.job = job_outcome(job)
         await self.write_status(ws, observed)
         if observed.job.state in ("Succeeded", "Failed"):
@@ -217,6 +222,8 @@ class WorkspaceReconciler:
             if not job["metadata"].get("deletionTimestamp"):
                 await ownership.delete_owned(self.client, JOBS, job, ws.uid, propagation_policy="Foreground")
             return None
+        if self.pod_security:
+            await podsecurity_gate.check(self.client, ws.obj, ws.namespace)
         objects = render_tuning(
             ws, node_requirements=self.provisioner.node_requirements(ws), registry=self.image_registry
         )
@@ -345,8 +352,11 @@ class WorkspaceReconciler:
                 )
         resource_ok = nodes is not None and nodes.ready and not observed.estimate_error
         if observed.conflict:
-            observed.inference_reason, observed.inference_message = ownership.REASON, observed.conflict
-            observed.job = JobOutcome("Pending", ownership.REASON, observed.conflict)
+            observed.inference_reason, observed.inference_message = (
+                observed.conflict_reason,
+                observed.conflict,
+            )
+            observed.job = JobOutcome("Pending", observed.conflict_reason, observed.conflict)
         if ws.inference is not None:
             put(
                 L.COND_INFERENCE_READY,

@@ -58,6 +58,7 @@ def setup(manager: Manager, client: Any, settings: Settings) -> Controller:
         services=services,
         image_registry=settings.image_registry,
         deletion_timeout=settings.deletion_timeout,
+        pod_security=settings.pod_security_baseline,
     )
     controller = Controller(NAME, reconciler, workers=settings.workspace_workers)
     controller.watch(workspaces, enqueue_for_object())
