@@ -73,7 +73,14 @@ class WebhookServer:
         app.router.add_post(VALIDATE_PATH, self._validate)
         app.router.add_post(MUTATE_PATH, self._mutate)
         app.router.add_get("/healthz", self._healthz)
-        self._runner = web.AppRunner(app, access_log=None, keepalive_timeout=keepalive_timeout)
+        # Small per-connection buffers and header limits: a review needs a handful of short headers.
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            keepalive_timeout=keepalive_timeout,
+            max_headers=32,
+            read_bufsize=64 * 1024,
+        )
 
     def load(self, bundle: CertBundle) -> None:
         """Serve ``bundle``'s certificate on every new connection from now on."""
