@@ -216,3 +216,18 @@ EGRESS_DENY_V4 = (
     "192.168.0.0/16",
 )
 EGRESS_DENY_V6 = ("::1/128", "fc00::/7", "fe80::/10")
+
+
+def egress_deny(extra: str = "") -> tuple[list[str], list[str]]:
+    """The IPv4 and IPv6 except-lists of the egress policy: the fixed ranges plus ``extra`` (comma-separated
+    CIDRs, e.g. a cluster's public-range pod or service CIDR). ValueError names a malformed entry."""
+    v4, v6 = list(EGRESS_DENY_V4), list(EGRESS_DENY_V6)
+    for item in (x.strip() for x in extra.split(",")):
+        if not item:
+            continue
+        try:
+            net = ipaddress.ip_network(item, strict=False)
+        except ValueError as e:
+            raise ValueError(f"cluster CIDR {item[:64]!r} is not a CIDR: {e}") from None
+        (v4 if net.version == 4 else v6).append(str(net))
+    return v4, v6

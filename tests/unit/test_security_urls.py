@@ -173,3 +173,19 @@ def test_tuning_pod_has_an_egress_policy() -> None:
     for cidr in ("169.254.0.0/16", "168.63.129.16/32", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"):
         assert cidr in except_v4
     assert policy["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+
+
+def test_cluster_cidrs_join_the_egress_deny_list() -> None:
+    from kaito_ctrl.api.netcheck import egress_deny
+
+    objs = render_tuning(
+        WorkspaceSpec(_tuning(["https://example.com/a.parquet"])),
+        node_requirements=[],
+        registry="r.io",
+        cluster_cidrs="20.0.0.0/16, 2001:db9::/64",
+    )
+    policy = next(o for o in objs if o["kind"] == "NetworkPolicy")
+    v4, v6 = (rule["ipBlock"]["except"] for rule in policy["spec"]["egress"][1]["to"])
+    assert "20.0.0.0/16" in v4 and "169.254.0.0/16" in v4 and "2001:db9::/64" in v6
+    with pytest.raises(ValueError, match="not-a-cidr"):
+        egress_deny("10.0.0.0/8,not-a-cidr")

@@ -93,6 +93,7 @@ class WorkspaceReconciler:
         image_registry: str,
         deletion_timeout: float = 300.0,
         pod_security: bool = True,
+        cluster_cidrs: str = "",
     ) -> None:
         self.client = client
         self.provisioner = provisioner
@@ -108,6 +109,7 @@ class WorkspaceReconciler:
         self.image_registry = image_registry
         self.deletion_timeout = deletion_timeout
         self.pod_security = pod_security
+        self.cluster_cidrs = cluster_cidrs
 
     async def __call__(self, request: Request) -> Result:
         obj = self.workspaces.store.get(request.key)
@@ -225,7 +227,10 @@ class WorkspaceReconciler:
         if self.pod_security:
             await podsecurity_gate.check(self.client, ws.obj, ws.namespace)
         objects = render_tuning(
-            ws, node_requirements=self.provisioner.node_requirements(ws), registry=self.image_registry
+            ws,
+            node_requirements=self.provisioner.node_requirements(ws),
+            registry=self.image_registry,
+            cluster_cidrs=self.cluster_cidrs,
         )
         created = None
         for obj in objects:
