@@ -22,7 +22,12 @@ from typing import Any
 
 from kaito_ctrl.testing.controlplane import ControlPlane, ControlPlaneOptions
 
-MODULES = ("bench.bench_informer", "bench.bench_workqueue", "bench.bench_workspaces")
+MODULES = (
+    "bench.bench_informer",
+    "bench.bench_workqueue",
+    "bench.bench_workspaces",
+    "bench.bench_admission_flood",
+)
 DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 
 

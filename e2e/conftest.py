@@ -90,7 +90,7 @@ def wait_for(fn: Callable[[], Any], timeout: float, what: str, interval: float =
 
 
 def start_sandbox(tmp: Path, mode: str, replicas: int = 1) -> tuple[Sandbox, Callable[[], None]]:
-    env = dict(os.environ, KAITO_SANDBOX_DIR=str(tmp))
+    env = dict(os.environ, KAITO_SANDBOX_DIR=str(tmp), KAITO_SANDBOX_AUDIT="1")
     cli = [sys.executable, "-m", "kaito_ctrl.cli.main", "sandbox"]
     up = subprocess.run(
         [*cli, "up", "--no-example", f"--node-provisioner={mode}", f"--replicas={replicas}"],

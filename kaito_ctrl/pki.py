@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,6 +131,16 @@ def serial(cert_pem: bytes) -> int:
 def write_pair(pair: KeyPair, directory: Path, stem: str) -> tuple[Path, Path]:
     cert, key = directory / f"{stem}.crt", directory / f"{stem}.key"
     cert.write_bytes(pair.cert_pem)
-    key.write_bytes(pair.key_pem)
-    key.chmod(0o600)
+    write_private(key, pair.key_pem)
     return cert, key
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a private key readable by its owner only from the first byte: the file is created 0600 (never
+    world-readable between a write and a chmod) and an existing file is narrowed before it is truncated."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+    finally:
+        os.close(fd)

@@ -69,6 +69,20 @@ class Settings:
     capacity_check: bool = field(
         default=True, metadata={"help": "check quota and SKU before creating a pool"}
     )
+    cluster_cidrs: str = field(
+        default="",
+        metadata={
+            "help": "comma-separated pod and service CIDRs outside the private ranges, also denied to tuning pods' "
+            "egress (private, link-local and the Azure WireServer always are)"
+        },
+    )
+    pod_security_baseline: bool = field(
+        default=True,
+        metadata={
+            "help": "refuse Workspaces whose inference.template or volume sources break Pod Security baseline, "
+            "unless their namespace is annotated kaito.sh/allow-privileged-workloads=true"
+        },
+    )
     log_level: str = "info"
     log_format: str = "auto"
 

@@ -11,6 +11,8 @@ from typing import Any
 import yaml
 
 GIB = 1024**3
+# difflib is quadratic in its input: no suggestions for strings far longer than any real name.
+MAX_SUGGEST_INPUT = 128
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ class Catalog:
         return found
 
     def close_presets(self, name: str, n: int = 3) -> list[str]:
+        if len(name) > MAX_SUGGEST_INPUT:
+            return []
         return difflib.get_close_matches(
             name.lower(), [p for p in self.presets if not self.presets[p].deprecated], n
         )
@@ -95,6 +99,8 @@ class Catalog:
         return self.skus.get(name.lower())
 
     def close_skus(self, name: str, n: int = 3) -> list[str]:
+        if len(name) > MAX_SUGGEST_INPUT:
+            return []
         names = {sku.name.lower(): sku.name for sku in self.skus.values()}
         return [names[m] for m in difflib.get_close_matches(name.lower(), list(names), n)]
 

@@ -16,6 +16,7 @@ from kaito_ctrl.api import labels as L
 from kaito_ctrl.api.catalog import Catalog, catalog
 from kaito_ctrl.api.estimator import EstimateError, estimate_nodes, fits_memory
 from kaito_ctrl.api.netcheck import url_problem
+from kaito_ctrl.api.reserved import selector_key_errors
 from kaito_ctrl.api.runtime_args import TRANSFORMERS, runtime_refusals, supports
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -26,6 +27,8 @@ AUTO_PROVISIONING = ("nodeclaim", "machine")
 PERFORMANCE_MODES = ("balanced", "interactivity", "throughput")
 ANNOTATION_PERFORMANCE_MODE = "kaito.sh/performance-mode"
 ANNOTATION_USE_LOCAL_WEIGHTS = "kaito.sh/use-local-weights"
+# A plain decimal (no whitespace, exponent or underscores): the value ends up in the server's command line.
+STRENGTH = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,6})?|\.[0-9]{1,6}")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,12 @@ class FieldError:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
+
+
+def short(value: Any, limit: int = 64) -> str:
+    """A value quoted for an error message: at most a short prefix, so a huge input is never echoed back."""
+    text = str(value)
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 def _as_dict(v: Any) -> dict[str, Any]:
@@ -76,7 +85,7 @@ class _Validator:
         if isinstance(name, str) and name and K.dns1123_label(name):
             self.err(
                 "metadata.name",
-                f"{name!r} must be a DNS label: lowercase letters, digits and '-', at most 63",
+                f"{short(name)} must be a DNS label: lowercase letters, digits and '-', at most 63",
             )
         self.annotations(_as_dict(meta.get("annotations")))
         self.kaito_annotations(_as_dict(meta.get("annotations")))
@@ -103,12 +112,12 @@ class _Validator:
         if family is not None and str(family).strip().lower() not in L.NODE_IMAGE_FAMILIES:
             self.err(
                 f"metadata.annotations[{L.ANNOTATION_NODE_IMAGE_FAMILY}]",
-                f"{family!r} is not a node image family; use one of {', '.join(L.NODE_IMAGE_FAMILIES)}",
+                f"{short(family)} is not a node image family; use one of {', '.join(L.NODE_IMAGE_FAMILIES)}",
             )
         runtime = ann.get(L.ANNOTATION_RUNTIME)
         if runtime is not None and runtime not in RUNTIMES:
             self.err(
-                f"metadata.annotations[{L.ANNOTATION_RUNTIME}]", f"{runtime!r}: use vllm or transformers"
+                f"metadata.annotations[{L.ANNOTATION_RUNTIME}]", f"{short(runtime)}: use vllm or transformers"
             )
 
     def kaito_annotations(self, ann: dict[str, Any]) -> None:
@@ -161,11 +170,12 @@ class _Validator:
     def resource(self, resource: dict[str, Any]) -> None:
         count = resource.get("count", 1)
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            self.err("resource.count", f"{count!r} must be a whole number of nodes, at least 1")
+            self.err("resource.count", f"{short(count)} must be a whole number of nodes, at least 1")
         selector = resource.get("labelSelector")
         if not isinstance(selector, dict):
             self.err("resource.labelSelector", "labelSelector is required, e.g. matchLabels: {apps: phi-3}")
         else:
+            self.reserved_selector_keys(selector)
             match = selector.get("matchLabels") or {}
             self.label_selector_syntax(selector)
             if not isinstance(match, dict) or not all(isinstance(v, str) for v in match.values()):
@@ -215,10 +225,14 @@ class _Validator:
             f"model fits its GPU memory was skipped{hint}"
         )
 
+    def reserved_selector_keys(self, selector: dict[str, Any]) -> None:
+        for path, message in selector_key_errors(selector):
+            self.err(path, message)
+
     def partition(self, partition: dict[str, Any]) -> None:
         mode = partition.get("mode")
         if mode not in ("mig", "accelerator"):
-            self.err("resource.partition.mode", f"{mode!r}: use mig or accelerator")
+            self.err("resource.partition.mode", f"{short(mode)}: use mig or accelerator")
         elif mode == "mig" and not partition.get("profile"):
             self.err("resource.partition.profile", "mig mode needs a profile such as 1g.10gb")
         elif mode == "accelerator" and not partition.get("count"):
@@ -235,14 +249,14 @@ class _Validator:
             return None
         access = preset.get("accessMode")
         if access is not None and access not in ("public", "private"):
-            self.err(f"{path}.accessMode", f"{access!r}: use public or private")
+            self.err(f"{path}.accessMode", f"{short(access)}: use public or private")
         found = self.cat.preset(name)
         if found is None:
             close = self.cat.close_presets(name)
             hint = (
                 f"; did you mean {', '.join(close)}?" if close else "; run `kaito-ctrl presets` for the list"
             )
-            self.err(f"{path}.name", f"{name!r} is not a known preset{hint}")
+            self.err(f"{path}.name", f"{short(name)} is not a known preset{hint}")
             return None
         if found.deprecated:
             self.err(
@@ -391,15 +405,16 @@ class _Validator:
                 self.err(f"{path}.source", "each adapter needs a source with a name and an image")
             else:
                 name = source.get("name")
-                # It becomes the init container "adapter-<name>", a DNS label of at most 63 characters.
-                if not isinstance(name, str) or not DNS_LABEL.match(name or "_") or len(name) > 55:
+                # It becomes the init container "puller-<name>", a DNS label of at most 63 characters.
+                if not isinstance(name, str) or not DNS_LABEL.fullmatch(name or "_") or len(name) > 55:
                     self.err(
                         f"{path}.source.name",
                         "an adapter needs a name (a DNS label of at most 55 characters, e.g. phi-3-adapter)",
                     )
                 elif name in seen:
                     self.err(
-                        f"{path}.source.name", f"adapter name {name!r} is used twice; names must be unique"
+                        f"{path}.source.name",
+                        f"adapter name {short(name)} is used twice; names must be unique",
                     )
                 else:
                     seen.add(name)
@@ -410,20 +425,27 @@ class _Validator:
                 elif source.get("image"):
                     self.image(f"{path}.source.image", str(source["image"]))
             strength = adapter.get("strength")
+            if strength is not None and not STRENGTH.fullmatch(str(strength)):
+                self.err(f"{path}.strength", f"{short(strength)} is not a number; use a value from 0 to 1")
+                continue
             if strength is not None:
                 try:
                     value = float(str(strength))
                 except ValueError:
-                    self.err(f"{path}.strength", f"{strength!r} is not a number; use a value from 0 to 1")
+                    self.err(
+                        f"{path}.strength", f"{short(strength)} is not a number; use a value from 0 to 1"
+                    )
                     continue
                 if not 0.0 <= value <= 1.0:
-                    self.err(f"{path}.strength", f"{strength!r} is out of range; use a value from 0 to 1")
+                    self.err(
+                        f"{path}.strength", f"{short(strength)} is out of range; use a value from 0 to 1"
+                    )
 
     # ------------------------------------------------------------------ tuning
     def tuning(self, tun: dict[str, Any], resource: dict[str, Any]) -> None:
         method = tun.get("method")
         if not isinstance(method, str) or method.lower() not in L.TUNING_METHODS:
-            self.err("tuning.method", f"{method!r} is not a tuning method; use lora or qlora")
+            self.err("tuning.method", f"{short(method)} is not a tuning method; use lora or qlora")
         if tun.get("preset") is None:
             self.err("tuning.preset", "a preset to tune is required, e.g. phi-3-mini-128k-instruct")
         else:
@@ -457,7 +479,9 @@ class _Validator:
                 for i, url in enumerate(urls):
                     problem = url_problem(url)
                     if problem:
-                        self.err(f"tuning.input.urls[{i}]", f"{url!r} {problem}; use a public http(s) URL")
+                        self.err(
+                            f"tuning.input.urls[{i}]", f"{short(url)} {problem}; use a public http(s) URL"
+                        )
         image = source.get("image")
         if image:
             self.image("tuning.input.image", str(image))

@@ -8,15 +8,18 @@ import asyncio
 import importlib
 import os
 import signal
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 
 from kaito_ctrl import logsetup
+from kaito_ctrl.api import podsecurity
 from kaito_ctrl.kube.client import KubeClient
 from kaito_ctrl.kube.config import in_cluster_namespace
+from kaito_ctrl.kube.errors import NotFound
 from kaito_ctrl.kube.leaderelection import LeaderElectionConfig
-from kaito_ctrl.kube.resources import CONFIGMAPS
+from kaito_ctrl.kube.resources import CONFIGMAPS, NAMESPACES
 from kaito_ctrl.runtime.gctuning import tune_gc
 from kaito_ctrl.runtime.manager import Manager
 from kaito_ctrl.settings import Settings
@@ -31,6 +34,18 @@ CONTROLLER_MODULES = {
     "workspace": "kaito_ctrl.controllers.workspace.setup",
     "provisioner": "kaito_ctrl.controllers.provisioner.setup",
 }
+
+
+def namespace_allows_reader(client: KubeClient) -> Callable[[str], Awaitable[bool]]:
+    """Reads a namespace's admin annotation for the Pod Security check (a missing namespace allows nothing)."""
+
+    async def allows(namespace: str) -> bool:
+        try:
+            return podsecurity.namespace_allows(await client.get(NAMESPACES, namespace))
+        except NotFound:
+            return False
+
+    return allows
 
 
 def build_webhook(client: KubeClient, settings: Settings) -> WebhookRunner:
@@ -51,6 +66,7 @@ def build_webhook(client: KubeClient, settings: Settings) -> WebhookRunner:
         settings.webhook_port,
         node_provisioner=settings.node_provisioner,
         get_configmap=get_configmap,
+        namespace_allows=namespace_allows_reader(client) if settings.pod_security_baseline else None,
     )
     return WebhookRunner(client, policy, server, client_config)
 

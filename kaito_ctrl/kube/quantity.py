@@ -17,7 +17,7 @@ def parse_quantity(value: str | int | float) -> Decimal:
     if isinstance(value, int | float):
         return Decimal(str(value))
     text = str(value).strip()
-    match = _FORM.match(text)
+    match = _FORM.fullmatch(text)
     if not match:
         raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 100Gi, 500m, 2)")
     number, suffix = match.group(1), match.group(2) or ""

@@ -73,10 +73,12 @@ def main() -> int:
     replicas = max(1, int(os.environ.get("KAITO_SANDBOX_REPLICAS", "1")))
     # With a node provisioner, GPU nodes come from agent pools on the fake ARM server; BYO gets two up front.
     # kwok_debugging: pods' port-forward and logs reach the stand-in servers (kaito_ctrl/sandbox/standin).
+    # KAITO_SANDBOX_AUDIT=1 keeps the apiserver's audit log (the e2e run derives the used RBAC verbs from it).
+    audit = os.environ.get("KAITO_SANDBOX_AUDIT") == "1"
     options = (
-        ControlPlaneOptions(workdir=workdir, gpu_nodes=SEED_BYO_NODES, kwok_debugging=True)
+        ControlPlaneOptions(workdir=workdir, gpu_nodes=SEED_BYO_NODES, kwok_debugging=True, audit=audit)
         if mode == "byo"
-        else ControlPlaneOptions(workdir=workdir, gpu_nodes=(), kwok_debugging=True)
+        else ControlPlaneOptions(workdir=workdir, gpu_nodes=(), kwok_debugging=True, audit=audit)
     )
     cp = ControlPlane(options)
     controllers: list[ControllerProcess] = []

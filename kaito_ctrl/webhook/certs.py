@@ -22,8 +22,10 @@ SecretClient = CreateReplace
 
 @dataclass(frozen=True)
 class CertBundle:
+    """The CA certificate (its key signs the leaf once and is then discarded: rotation makes a new CA, so
+    nothing needs the old CA key, and a key that is never stored cannot leak from the Secret)."""
+
     ca_cert: bytes
-    ca_key: bytes
     cert: bytes
     key: bytes
     previous_ca: bytes = b""
@@ -61,9 +63,7 @@ def generate(policy: CertPolicy, previous: CertBundle | None = None) -> CertBund
         server=True,
         days=policy.validity_days,
     )
-    return CertBundle(
-        ca.cert_pem, ca.key_pem, leaf.cert_pem, leaf.key_pem, previous.ca_cert if previous else b""
-    )
+    return CertBundle(ca.cert_pem, leaf.cert_pem, leaf.key_pem, previous.ca_cert if previous else b"")
 
 
 def needs_rotation(bundle: CertBundle, policy: CertPolicy, clock: Clock = REAL_CLOCK) -> bool:
@@ -88,7 +88,6 @@ def to_secret(bundle: CertBundle, name: str, namespace: str) -> dict[str, Any]:
             "tls.crt": _b64(bundle.cert),
             "tls.key": _b64(bundle.key),
             "ca.crt": _b64(bundle.ca_cert),
-            "ca.key": _b64(bundle.ca_key),
             "previous-ca.crt": _b64(bundle.previous_ca),
         },
     }
@@ -99,7 +98,6 @@ def from_secret(secret: dict[str, Any]) -> CertBundle | None:
     try:
         return CertBundle(
             base64.b64decode(data["ca.crt"]),
-            base64.b64decode(data["ca.key"]),
             base64.b64decode(data["tls.crt"]),
             base64.b64decode(data["tls.key"]),
             base64.b64decode(data.get("previous-ca.crt", "")),

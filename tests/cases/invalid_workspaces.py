@@ -325,6 +325,29 @@ CASES: list[tuple[str, Obj, str]] = [
     ("tuning-url-cluster-service", _url("http://kubernetes.default.svc/api"), "tuning.input.urls[0]"),
     ("tuning-url-decimal-ip", _url("http://2130706433/data"), "tuning.input.urls[0]"),
     ("tuning-url-ipv4-mapped", _url("http://[::ffff:127.0.0.1]/data"), "tuning.input.urls[0]"),
+    # Issue 22: the admission side of the URL policy, through the real webhook as well as the unit table.
+    (
+        "tuning-url-two-in-one",
+        _url("https://example.com/data.parquet http://169.254.169.254/metadata/instance"),
+        "tuning.input.urls[0]",
+    ),
+    ("tuning-url-curl-option", _url("-K/mnt/data/cfg"), "tuning.input.urls[0]"),
+    ("tuning-url-mixed-radix", _url("http://127.0x0.0.1/"), "tuning.input.urls[0]"),
+    ("tuning-url-glob", _url("http://{example.com,169.254.169.254}/"), "tuning.input.urls[0]"),
+    ("tuning-url-fullwidth-dots", _url("http://127\u30020\u30020\u30021/"), "tuning.input.urls[0]"),
+    ("tuning-url-short-service", _url("http://my-svc.other-ns/"), "tuning.input.urls[0]"),
+    ("tuning-url-wireserver", _url("http://168.63.129.16/machine?comp=goalstate"), "tuning.input.urls[0]"),
+    ("tuning-url-6to4", _url("http://[2002:a9fe:a9fe::]/"), "tuning.input.urls[0]"),
+    ("tuning-url-nip-io", _url("http://127.0.0.1.nip.io/"), "tuning.input.urls[0]"),
+    (
+        "selector-reserved-hostname",
+        _set(
+            inference_ws(),
+            "resource.labelSelector.matchLabels",
+            {"apps": "x", "kubernetes.io/hostname": "n1"},
+        ),
+        "resource.labelSelector.matchLabels[kubernetes.io/hostname]",
+    ),
     (
         "tuning-input-bad-image",
         _set(_set(tuning_ws(), "tuning.input.urls", _DELETE), "tuning.input.image", "UPPER/Case :tag"),

@@ -63,7 +63,7 @@ async def _controller(kube: KubeClient, namespace: str, *, pause: float = 60.0) 
 
 
 def _example(name: str, labels: dict[str, str]) -> dict[str, Any]:
-    ws: dict[str, Any] = yaml.safe_load((REPO / "examples/kaito_workspace_phi_3.yaml").read_text())
+    ws: dict[str, Any] = yaml.safe_load((REPO / "examples/inference/kaito_workspace_phi_3.yaml").read_text())
     ws["metadata"]["name"] = name
     ws["resource"]["labelSelector"]["matchLabels"] = labels
     return ws

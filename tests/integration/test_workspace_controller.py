@@ -226,10 +226,12 @@ async def test_node_object_mode_creates_claim_and_names_quota_error(
             "operator": "In",
             "values": ["Standard_NC6s_v3"],
         } in nc["spec"]["requirements"]
-        # The provisioner reports a quota failure: the Workspace says so, with Azure's words.
+        # The provisioner reports a quota failure: the Workspace names the reason and Azure's code; Azure's text
+        # (with its ids) stays on the cluster-scoped claim.
         quota = "Operation could not be completed as it results in exceeding approved standardNCSv3Family Cores quota"
+        text = f"creating the AKS agent pool failed: OperationNotAllowed: {quota}"
         status = {"conditions": [
-            {"type": f"{prefix}Launched", "status": "False", "reason": "QuotaExceeded", "message": quota, "lastTransitionTime": "2026-01-01T00:00:00Z"},
+            {"type": f"{prefix}Launched", "status": "False", "reason": "QuotaExceeded", "message": text, "lastTransitionTime": "2026-01-01T00:00:00Z"},
             {"type": "Ready", "status": "False", "reason": "UnhealthyDependents", "message": "Launched=False", "lastTransitionTime": "2026-01-01T00:00:00Z"},
         ]}  # fmt: skip
         await kube.merge_patch(res, nc["metadata"]["name"], {"status": status}, subresource="status")
@@ -239,11 +241,15 @@ async def test_node_object_mode_creates_claim_and_names_quota_error(
             c = cond.get_condition(obj, "ResourceReady")
             return (
                 obj
-                if c and c["status"] == "False" and c["reason"] == "QuotaExceeded" and quota in c["message"]
+                if c
+                and c["status"] == "False"
+                and c["reason"] == "QuotaExceeded"
+                and "Azure error code OperationNotAllowed" in c["message"]
+                and quota not in c["message"]
                 else None
             )
 
-        obj = await _eventually(names_quota, 30, "ResourceReady False with the quota message")
+        obj = await _eventually(names_quota, 30, "ResourceReady False with the quota reason and code")
         assert _cond(obj, "NodeClaimReady" if mode == "nodeclaim" else "MachineReady") == "False"
         assert _cond(obj, "InferenceReady") != "True"
         # Ready claim + matching node: the workload follows.
@@ -348,8 +354,8 @@ async def test_tuning_example_runs_a_job_to_success(
             return j if j["metadata"]["uid"] != old_uid else None
 
         new = await _eventually(replaced, 90, "a new Job for the new revision")
-        pusher = new["spec"]["template"]["spec"]["containers"][1]["command"][2]
-        assert "tuned-phi-3:0.0.2" in pusher
+        pusher = new["spec"]["template"]["spec"]["containers"][1]["command"]
+        assert pusher[4] == "myregistry.azurecr.io/tuned-phi-3:0.0.2", "the image is an argument, not script"
 
 
 async def test_multi_node_preset_gets_a_statefulset_with_one_replica_per_node(

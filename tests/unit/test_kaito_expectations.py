@@ -356,8 +356,9 @@ def test_volumes_tolerations_match_kaito() -> None:
             "value": "spot",
         },
     ]
+    # Deliberately different: a size limit on /dev/shm (docs/security.md), otherwise Kaito's volumes.
     assert spec["volumes"] == [
-        {"name": "dshm", "emptyDir": {"medium": "Memory"}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}},
         {"name": "model-weights-volume", "emptyDir": {}},
     ]
     assert spec["containers"][0]["volumeMounts"] == [

@@ -117,7 +117,8 @@ def test_render_single_node_deployment_and_seed_service() -> None:
     )
     assert tfs["metadata"]["annotations"]["kaito.sh/runtime"] == "transformers"
     assert {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"} in pod["tolerations"]
-    assert pod["volumes"][0] == {"name": "dshm", "emptyDir": {"medium": "Memory"}}
+    assert pod["volumes"][0] == {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}
+    assert pod["automountServiceAccountToken"] is False
     seed = WorkspaceSpec(
         {**inference_ws("w"), "metadata": {"name": "w", "namespace": "ns", "uid": "u",
                                            "annotations": {"kaito.sh/runtime": "transformers"}}}

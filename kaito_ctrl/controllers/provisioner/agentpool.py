@@ -112,7 +112,7 @@ def creation_label(obj: dict[str, Any], now: float) -> str:
 def pool_spec(obj: dict[str, Any], now: float) -> AgentPoolSpec:
     """The agent pool for a claim, or :class:`InvalidClaim` saying what to change."""
     name = str(obj["metadata"]["name"])
-    if not POOL_NAME.match(name):
+    if not POOL_NAME.fullmatch(name):
         raise InvalidClaim(
             f"name {name!r} cannot name an AKS agent pool: use 1-12 lowercase letters and digits, "
             "starting with a letter"
@@ -142,7 +142,7 @@ def pool_spec(obj: dict[str, Any], now: float) -> AgentPoolSpec:
 
 def pool_name_from_provider_id(provider_id: str) -> str | None:
     """``azure:///.../virtualMachineScaleSets/aks-<pool>-<digits>-vmss/virtualMachines/<n>`` -> ``<pool>``."""
-    match = _PROVIDER_ID.match(provider_id or "")
+    match = _PROVIDER_ID.fullmatch(provider_id or "")
     if not match:
         return None
     parts = match.group("vmss").split("-")

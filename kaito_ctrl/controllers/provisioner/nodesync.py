@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kaito_ctrl.api.catalog import catalog
+from kaito_ctrl.api.reserved import protect_node_labels
 from kaito_ctrl.kube.errors import NotFound
 from kaito_ctrl.kube.machines import (
     INITIALIZED_LABEL,
@@ -59,7 +60,8 @@ def registration_patch(claim: dict[str, Any], node: dict[str, Any]) -> dict[str,
         **{str(k): str(v) for k, v in (claim_meta.get("labels") or {}).items()},
         REGISTERED_LABEL: "true",
     }
-    changed_labels = {k: v for k, v in wanted.items() if labels.get(k) != v}
+    # A reserved-domain label (kubernetes.io/hostname, ...) already on the Node is never overwritten.
+    changed_labels = {k: v for k, v in protect_node_labels(labels, wanted).items() if labels.get(k) != v}
     if changed_labels:
         patch.setdefault("metadata", {})["labels"] = changed_labels
     finalizers = list(meta.get("finalizers") or [])

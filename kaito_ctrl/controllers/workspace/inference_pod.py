@@ -8,6 +8,7 @@ from typing import Any
 
 from kaito_ctrl.api import runtime_args as rt
 from kaito_ctrl.api.catalog import Preset
+from kaito_ctrl.controllers.workspace.hardening import DSHM_SIZE, HELPER_SECURITY_CONTEXT
 
 PULLER_IMAGE = "mcr.microsoft.com/aks/skopeo:1.14.4-6"
 PULLER_AUTH_DIR = "/root/.docker/config.d"
@@ -136,6 +137,7 @@ def adapter_pieces(inference: Mapping[str, Any]) -> tuple[list[Any], list[Any], 
                 "image": PULLER_IMAGE,
                 "command": ["/bin/sh", "-c", PULLER_SCRIPT, "puller", str(source.get("image") or ""),
                             f"{rt.ADAPTERS_DIR}/{name}", PULLER_AUTH_DIR],
+                "securityContext": HELPER_SECURITY_CONTEXT,
                 "volumeMounts": puller_mounts,
             }
         )  # fmt: skip
@@ -165,7 +167,7 @@ def pod_pieces(
         mounts.append({"name": "config-volume", "mountPath": rt.CONFIG_DIR})
     if not seed_image:  # the base image downloads the weights here; seed images carry them
         mounts.append({"name": "model-weights-volume", "mountPath": rt.WEIGHTS_DIR})
-    volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+    volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": DSHM_SIZE}})
     mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
     env: list[Any] = []
     if ctx.runtime == rt.VLLM:

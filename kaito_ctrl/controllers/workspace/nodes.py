@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from kaito_ctrl.api import labels as L
 from kaito_ctrl.controllers.workspace.spec import BY_WORKSPACE, WorkspaceSpec, ensure_workspace_index
+from kaito_ctrl.controllers.workspace.tenantview import tenant_message
 from kaito_ctrl.kube import conditions as cond
 from kaito_ctrl.kube.informer import SharedInformer
 from kaito_ctrl.kube.machines import (
@@ -201,7 +202,7 @@ class KarpenterNodes:
             blocking = next((s for s in states if s.blocking_reason), None)
             reason = blocking.blocking_reason if blocking else f"{self.api.resource.kind}NotReady"
             message = (
-                f"{self.api.resource.kind} {blocking.name}: {blocking.blocking_message}"
+                tenant_message(self.api.resource.kind, blocking.name, reason, blocking.blocking_message)
                 if blocking
                 else f"{len(ready_claims)} of {target} {self.api.resource.kind}s are ready"
             )

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import structlog
 
 from kaito_ctrl.api import labels as L
-from kaito_ctrl.controllers.workspace import rootcause
+from kaito_ctrl.controllers.workspace import ownership, podsecurity_gate, rootcause
 from kaito_ctrl.controllers.workspace.metrics import TIME_TO_READY
 from kaito_ctrl.controllers.workspace.nodes import NodeCondition, NodeProvisioner, NodesResult
 from kaito_ctrl.controllers.workspace.pending import pending_conditions
@@ -37,6 +37,7 @@ from kaito_ctrl.kube.resources import (
     DEPLOYMENTS,
     EVENTS,
     JOBS,
+    NETWORKPOLICIES,
     SERVICES,
     STATEFULSETS,
     WORKSPACES,
@@ -61,6 +62,7 @@ KINDS = {
     "StatefulSet": STATEFULSETS,
     "ConfigMap": CONFIGMAPS,
     "Job": JOBS,
+    "NetworkPolicy": NETWORKPOLICIES,
 }
 
 
@@ -78,6 +80,8 @@ class Observed:
     job: JobOutcome | None = None
     # Writes the apiserver refused in this reconcile (each already on a condition): the reconcile pauses.
     refusals: list[Refusal] = field(default_factory=list)
+    conflict: str = ""  # why the workload was not written (a foreign object, a Pod Security violation)
+    conflict_reason: str = ownership.REASON
 
 
 class WorkspaceReconciler:
@@ -95,6 +99,8 @@ class WorkspaceReconciler:
         image_registry: str,
         deletion_timeout: float = 300.0,
         refusals: Refusals | None = None,
+        pod_security: bool = True,
+        cluster_cidrs: str = "",
     ) -> None:
         self.client = client
         self.provisioner = provisioner
@@ -110,6 +116,8 @@ class WorkspaceReconciler:
         self.image_registry = image_registry
         self.deletion_timeout = deletion_timeout
         self.refusals = refusals if refusals is not None else Refusals()
+        self.pod_security = pod_security
+        self.cluster_cidrs = cluster_cidrs
 
     async def __call__(self, request: Request) -> Result:
         obj = self.workspaces.store.get(request.key)
@@ -145,8 +153,11 @@ class WorkspaceReconciler:
             return await self.reconcile_tuning(ws, observed)
         observed.nodes = await self.ensure_nodes(ws, observed, max(observed.target, 1))
         if observed.nodes.ready and not observed.estimate_error:
-            _, refused = await self.guarded(ws, "workload", "WorkloadRejected", "apply the inference workload",
-                                            lambda: self.apply_workload(ws, observed.target))  # fmt: skip
+            try:
+                _, refused = await self.guarded(ws, "workload", "WorkloadRejected", "apply the inference workload",
+                                                lambda: self.apply_workload(ws, observed.target))  # fmt: skip
+            except ownership.WorkloadRefused as e:
+                observed.conflict, observed.conflict_reason, refused = str(e), e.reason, None
             if refused is None:
                 self.observe_workload(ws, observed)
             else:
@@ -242,6 +253,8 @@ class WorkspaceReconciler:
         return count
 
     async def apply_workload(self, ws: WorkspaceSpec, nodes: int) -> None:
+        if self.pod_security:
+            await podsecurity_gate.check(self.client, ws.obj, ws.namespace)
         requirements = self.provisioner.node_requirements(ws)
         if ws.preset is None:
             objects = render_template_workload(ws, node_requirements=requirements)
@@ -257,16 +270,15 @@ class WorkspaceReconciler:
             ):
                 continue  # already as rendered: no write (hand edits to our fields still differ, and are applied)
             if obj["kind"] == "Service":
-                await self.apply_service(obj)
+                await self.apply_service(ws, obj, live)
             else:
-                written = await self.client.apply(KINDS[obj["kind"]], obj)
+                written = await self._apply_owned(ws, obj, live)
                 if obj["kind"] in ("Deployment", "StatefulSet"):
                     self._written[f"{ws.namespace}/{ws.name}"] = written
         # A preset that changed size moves between Deployment and StatefulSet: remove the other kind.
         other = STATEFULSETS if nodes <= 1 else DEPLOYMENTS
         cache = self.statefulsets if nodes <= 1 else self.deployments
-        if cache.store.get(f"{ws.namespace}/{ws.name}") is not None:
-            await self.client.delete(other, ws.name, ws.namespace)
+        await ownership.delete_owned(self.client, other, cache.store.get(f"{ws.namespace}/{ws.name}"), ws.uid)
 
     def _cached(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         cache = {
@@ -285,8 +297,11 @@ class WorkspaceReconciler:
         refused = None
         if observed.nodes.ready:
             current = job
-            job, refused = await self.guarded(ws, "workload", "TuningJobRejected", "create the tuning Job",
-                                              lambda: self.apply_tuning(ws, current))  # fmt: skip
+            try:
+                job, refused = await self.guarded(ws, "workload", "TuningJobRejected", "create the tuning Job",
+                                                  lambda: self.apply_tuning(ws, current))  # fmt: skip
+            except ownership.WorkloadRefused as e:
+                observed.conflict, observed.conflict_reason, job, refused = str(e), e.reason, None, None
         observed.job = job_outcome(job)
         if refused is not None:
             observed.refusals.append(refused)
@@ -301,14 +316,20 @@ class WorkspaceReconciler:
     async def apply_tuning(self, ws: WorkspaceSpec, job: dict[str, Any] | None) -> dict[str, Any] | None:
         """Create the Job; a Job of an older revision is deleted first (its pod template is immutable)."""
         if job is not None:
+            await ownership.ensure_ours(self.client, JOBS, job, ws.uid, job)
             revision = (job["metadata"].get("annotations") or {}).get(L.ANNOTATION_REVISION)
             if revision == ws.revision:
                 return job
             if not job["metadata"].get("deletionTimestamp"):
-                await self.client.delete(JOBS, ws.name, ws.namespace, propagation_policy="Foreground")
+                await ownership.delete_owned(self.client, JOBS, job, ws.uid, propagation_policy="Foreground")
             return None
+        if self.pod_security:
+            await podsecurity_gate.check(self.client, ws.obj, ws.namespace)
         objects = render_tuning(
-            ws, node_requirements=self.provisioner.node_requirements(ws), registry=self.image_registry
+            ws,
+            node_requirements=self.provisioner.node_requirements(ws),
+            registry=self.image_registry,
+            cluster_cidrs=self.cluster_cidrs,
         )
         created = None
         for obj in objects:
@@ -316,18 +337,35 @@ class WorkspaceReconciler:
                 try:
                     created = await self.client.create(JOBS, obj, ws.namespace)
                 except Conflict:
-                    created = None  # made by an earlier reconcile; the cache catches up
+                    # Made by an earlier reconcile (the cache catches up), or someone else's Job.
+                    await ownership.ensure_ours(self.client, JOBS, obj, ws.uid)
+                    created = None
             else:
-                await self.client.apply(KINDS[obj["kind"]], obj)
+                await self._apply_owned(ws, obj)
         return created
 
-    async def apply_service(self, obj: dict[str, Any]) -> None:
+    async def _apply_owned(
+        self, ws: WorkspaceSpec, obj: dict[str, Any], live: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        async def conflict(detail: str) -> None:
+            name = f"{obj['kind']} {obj['metadata']['name']}"
+            await self.event(
+                ws, "Warning", "FieldManagerConflict", f"{name}: {detail}; reclaiming its fields"
+            )
+
+        return await ownership.apply_owned(
+            self.client, KINDS[obj["kind"]], obj, ws.uid, live=live, on_conflict=conflict
+        )
+
+    async def apply_service(
+        self, ws: WorkspaceSpec, obj: dict[str, Any], live: dict[str, Any] | None
+    ) -> None:
         """Server-side apply, then make the port list exactly ours: ports added by hand edits belong to another
         field manager, which apply alone never removes (and a duplicate port name makes it fail)."""
         want = obj["spec"]["ports"]
         meta = obj["metadata"]
         try:
-            live = await self.client.apply(SERVICES, obj)
+            live = await self._apply_owned(ws, obj, live)
         except Invalid:
             live = {}
         ports = [
@@ -339,7 +377,7 @@ class WorkspaceReconciler:
             await self.client.merge_patch(
                 SERVICES, meta["name"], {"spec": {"ports": want}}, meta["namespace"]
             )
-            await self.client.apply(SERVICES, obj)
+            await self._apply_owned(ws, obj)
 
     def observe_workload(self, ws: WorkspaceSpec, observed: Observed) -> None:
         key = f"{ws.namespace}/{ws.name}"
@@ -419,6 +457,12 @@ class WorkspaceReconciler:
                     nodes.message,
                 )
         resource_ok = nodes is not None and nodes.ready and not observed.estimate_error
+        if observed.conflict:
+            observed.inference_reason, observed.inference_message = (
+                observed.conflict_reason,
+                observed.conflict,
+            )
+            observed.job = JobOutcome("Pending", observed.conflict_reason, observed.conflict)
         if ws.inference is not None:
             put(
                 L.COND_INFERENCE_READY,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kaito_ctrl.api import labels as L
+from kaito_ctrl.api.netcheck import egress_deny
 from kaito_ctrl.controllers.workspace.metrics import WORKSPACE_COUNT
 from kaito_ctrl.controllers.workspace.nodes import BYONodes, KarpenterNodes, NodeProvisioner
 from kaito_ctrl.controllers.workspace.reconciler import WorkspaceReconciler
@@ -31,6 +32,10 @@ def _pod_to_workspace(obj: dict[str, Any]) -> list[Request]:
 
 
 def setup(manager: Manager, client: Any, settings: Settings) -> Controller:
+    try:
+        egress_deny(settings.cluster_cidrs)  # fail at start, naming the flag, not at the first tuning Job
+    except ValueError as e:
+        raise SystemExit(f"--cluster-cidrs: {e}") from None
     inf = manager.informers
     ns = settings.watch_namespace
     workspaces = inf.informer(WORKSPACES, ns)
@@ -58,6 +63,8 @@ def setup(manager: Manager, client: Any, settings: Settings) -> Controller:
         services=services,
         image_registry=settings.image_registry,
         deletion_timeout=settings.deletion_timeout,
+        pod_security=settings.pod_security_baseline,
+        cluster_cidrs=settings.cluster_cidrs,
     )
     controller = Controller(NAME, reconciler, workers=settings.workspace_workers)
     controller.watch(workspaces, enqueue_for_object())

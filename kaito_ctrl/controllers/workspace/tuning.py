@@ -7,6 +7,8 @@ from typing import Any
 
 from kaito_ctrl.api import labels as L
 from kaito_ctrl.api.catalog import catalog
+from kaito_ctrl.api.netcheck import download_names, egress_deny
+from kaito_ctrl.controllers.workspace.hardening import hardening_values
 from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
 from kaito_ctrl.render import environment, render
 
@@ -14,7 +16,7 @@ PHI3_TARGET_MODULES = "k_proj,q_proj,v_proj,o_proj,gate_proj,down_proj,up_proj"
 
 
 def render_tuning(
-    ws: WorkspaceSpec, *, node_requirements: list[dict[str, Any]], registry: str
+    ws: WorkspaceSpec, *, node_requirements: list[dict[str, Any]], registry: str, cluster_cidrs: str = ""
 ) -> list[dict[str, Any]]:
     tuning = ws.tuning or {}
     preset = ws.preset
@@ -31,6 +33,8 @@ def render_tuning(
     push_secret = dest.get("imagePushSecret")
     pull = sorted(set(source.get("imagePullSecrets") or []) | ({push_secret} if push_secret else set()))
     selector = {L.LABEL_WORKSPACE: ws.name}
+    urls = [str(u) for u in source.get("urls") or []]
+    deny_v4, deny_v6 = egress_deny(cluster_cidrs)
     values = {
         "name": ws.name,
         "namespace": ws.namespace,
@@ -41,7 +45,14 @@ def render_tuning(
         "node_requirements": node_requirements,
         "pull_secrets": [{"name": s} for s in pull],
         "weights_image": f"{registry}/kaito-{preset.name}:{preset.image_tag}" if preset.seed_era else None,
-        "data_urls": source.get("urls") or [],
+        "data_urls": urls,
+        "data_outputs": [arg for name in download_names(urls) for arg in ("-o", name)],
+        "egress": {
+            "name": f"{ws.name}-egress",
+            "deny_v4": deny_v4,
+            "deny_v6": deny_v6,
+        },
+        **hardening_values(),
         "data_image": source.get("image"),
         "data_volume": source.get("volumeSource"),
         "results_volume": dest.get("volumeSource"),

@@ -9,6 +9,7 @@ from typing import Any
 from kaito_ctrl.api import labels as L
 from kaito_ctrl.api import runtime_args as rt
 from kaito_ctrl.api.catalog import catalog
+from kaito_ctrl.controllers.workspace.hardening import hardening_values
 from kaito_ctrl.controllers.workspace.inference_pod import pod_pieces
 from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
 from kaito_ctrl.render import render
@@ -81,6 +82,7 @@ def render_inference(
         "image_pull_secrets": [{"name": s} for s in pull_secrets],
         "gpus": str(ctx.gpus),
         **pod_pieces(preset, ctx, inference, access_secret=options.get("modelAccessSecret")),
+        **hardening_values(),
     }
     return render_services(ws, labels, selector, headless=multi) + render(
         "inference-workload.yaml.j2", **values

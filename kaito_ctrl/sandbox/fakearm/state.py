@@ -354,7 +354,7 @@ class FakeArmState:
 
     # ------------------------------------------------------------------ validation
     def _validate(self, name: str, props: Mapping[str, Any], existing: PoolRecord | None) -> None:
-        if not POOL_NAME.match(name):
+        if not POOL_NAME.fullmatch(name):
             raise ArmError(
                 400,
                 "InvalidParameter",
@@ -395,7 +395,7 @@ class FakeArmState:
                 400, "InvalidParameter", f"The value {mode} of parameter mode must be System or User."
             )
         for taint in props.get("nodeTaints") or ():
-            if not isinstance(taint, str) or not TAINT.match(taint):
+            if not isinstance(taint, str) or not TAINT.fullmatch(taint):
                 raise ArmError(
                     400,
                     "InvalidParameter",
