@@ -328,3 +328,26 @@ async def test_a_wrong_token_is_an_auth_failure(fake: FakeArmServer) -> None:
         "InvalidAuthenticationToken",
         False,
     )
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason", "code"),
+    [
+        (FaultKind.PRECONDITION_SKU, Reason.SKU_NOT_AVAILABLE, "PreconditionFailed"),
+        (FaultKind.PRECONDITION_QUOTA, Reason.QUOTA_EXCEEDED, "PreconditionFailed"),
+        (FaultKind.VM_SIZE_NOT_SUPPORTED, Reason.SKU_NOT_AVAILABLE, "VMSizeNotSupported"),
+        (FaultKind.NOT_SUPPORTED_FOR_SUBSCRIPTION, Reason.SKU_NOT_AVAILABLE, "BadRequest"),
+        (FaultKind.RESTRICTED_BY_AKS, Reason.SKU_NOT_AVAILABLE, "BadRequest"),
+        (FaultKind.POLICY, Reason.POLICY_DENIED, "RequestDisallowedByPolicy"),
+    ],
+)
+async def test_aks_refuses_the_put_at_once_in_its_own_words(
+    fake: FakeArmServer, provider: AzureProvider, kind: FaultKind, reason: Reason, code: str
+) -> None:
+    fake.inject(Fault(kind, times=1))
+    with pytest.raises(CloudError) as put:
+        await provider.create_pool(spec("ws1"))
+    assert (put.value.reason, put.value.code, put.value.retryable) == (reason, code, False)
+    if kind is not FaultKind.POLICY and kind is not FaultKind.PRECONDITION_QUOTA:
+        assert GPU in put.value.message  # the fake names the size the PUT asked for, as AKS does
+    assert await provider.get_pool("ws1") is None  # refused synchronously: no pool, no operation

@@ -55,6 +55,18 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     )
 
 
+async def _requested_vm_size(request: web.Request) -> str:
+    """The vmSize a PUT asks for, so a refusal can name it as AKS does (aiohttp keeps the body for the handler)."""
+    if request.method != "PUT" or not request.can_read_body:
+        return ""
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        return ""
+    props = body.get("properties") if isinstance(body, dict) else None
+    return str(props.get("vmSize") or "") if isinstance(props, dict) else ""
+
+
 def _error(err: ArmError, headers: dict[str, str] | None = None) -> web.Response:
     return _json(err.body(), err.status, headers)
 
@@ -250,7 +262,16 @@ class FakeArmServer:
             )
         fault = self.faults.take_http(kind, request.match_info.get("pool"))
         if fault is not None:
-            context = {"operation_type": f"{request.method} {request.path}", "operation": kind}
+            c = self.config
+            context = {
+                "operation_type": f"{request.method} {request.path}",
+                "operation": kind,
+                "pool": request.match_info.get("pool", ""),
+                "cluster": c.cluster_name,
+                "resource_group": c.resource_group,
+                "location": c.location,
+                "vm_size": await _requested_vm_size(request),
+            }
             err = fault.error(context)
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
             log.info("fake ARM fault", kind=fault.kind.value, request=kind, status=fault.http_status)

@@ -17,6 +17,8 @@ class Reason(StrEnum):
     SKU_NOT_AVAILABLE = "SKUNotAvailable"
     ALLOCATION_FAILED = "AllocationFailed"
     OPERATION_NOT_ALLOWED = "OperationNotAllowed"
+    # An Azure Policy assignment refused the request (RequestDisallowedByPolicy): someone must change the policy.
+    POLICY_DENIED = "PolicyDenied"
     INVALID_PARAMETER = "InvalidParameter"
     AUTH_FAILED = "AuthFailed"
     THROTTLED = "Throttled"
