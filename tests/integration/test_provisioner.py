@@ -178,6 +178,30 @@ async def test_quota_precheck_refuses_before_any_create(control_plane: ControlPl
         assert name not in r.pools()
 
 
+async def test_a_forbidden_precheck_is_skipped_and_aks_judges_the_create(control_plane: ControlPlane) -> None:
+    """Contributor on the cluster only: the subscription-wide SKU list answers 403, the create goes ahead."""
+    from kaito_ctrl.controllers.provisioner import metrics as m
+
+    skipped = m.CAPACITY_CHECK_SKIPPED.labels("AuthFailed")
+    before = skipped._value.get()
+    async with rig(control_plane, "nodeclaim") as r:
+        r.fake.inject(Fault(FaultKind.ERROR, on="GET skus", status=403, code="AuthorizationFailed",
+                            message="The client does not have authorization to perform action "
+                                    "'Microsoft.Compute/skus/read' over scope '/subscriptions/x'."))  # fmt: skip
+        await r.start()
+        name = new_name()
+        await r.api.create(r.claim(name))
+
+        async def launched() -> dict[str, Any] | None:
+            obj = await r.api.get(name)
+            return obj if cond.is_true(obj, "Launched") else None
+
+        await eventually(launched, 60, "Launched although the pre-check was forbidden")
+        assert r.fake.requests.counts["GET skus"] >= 1, "the pre-check was tried"
+        assert r.fake.requests.counts["PUT pool"] >= 1 and name in r.pools()
+        assert skipped._value.get() == before + 1, "one skip counted for the one claim"
+
+
 async def test_invalid_claim_says_what_to_fix_and_creates_nothing(control_plane: ControlPlane) -> None:
     async with rig(control_plane, "nodeclaim") as r:
         await r.start()

@@ -26,7 +26,13 @@ from kaito_ctrl.controllers.provisioner.agentpool import (
     is_managed,
     pool_spec,
 )
-from kaito_ctrl.controllers.provisioner.cloud.base import AgentPool, CloudError, CloudProvider, Reason
+from kaito_ctrl.controllers.provisioner.cloud.base import (
+    CAPACITY_REASONS,
+    AgentPool,
+    CloudError,
+    CloudProvider,
+    Reason,
+)
 from kaito_ctrl.controllers.provisioner.nodesync import (
     initialization,
     initialized_patch,
@@ -224,7 +230,12 @@ class ClaimLifecycle:
                 if await self.cloud.get_pool(name) is None:
                     await self.cloud.check_capacity(spec.vm_size, spec.node_count)
             except CloudError as e:
-                return self._launch_failed(obj, draft, e, "capacity")
+                if e.reason in CAPACITY_REASONS:
+                    return self._launch_failed(obj, draft, e, "capacity")
+                # Advisory: an identity with rights on the cluster only gets 403 on the subscription-wide SKU
+                # and usage lists, and throttling or a blip says nothing about capacity. AKS judges the create.
+                m.CAPACITY_CHECK_SKIPPED.labels(e.reason.value).inc()
+                log.warning("capacity pre-check skipped", nodeclaim=name, reason=e.reason.value, code=e.code)
             self._capacity_checked.add(name)
         self.ops.start("create", name, self.clock.monotonic(), lambda: self.cloud.create_pool(spec))
         m.OPERATIONS_IN_FLIGHT.set(len(self.ops))
