@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from kaito_ctrl import __version__
 from kaito_ctrl.controllers.provisioner.cloud.azure import AzureProvider
 from kaito_ctrl.controllers.provisioner.cloud.base import AgentPoolSpec, CloudError, Reason
 from kaito_ctrl.controllers.provisioner.cloud.config import AzureSettings
@@ -58,6 +59,14 @@ async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0
     while not await check():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
+
+
+async def test_every_arm_call_says_it_is_kaito_ctrl(fake: FakeArmServer, provider: AzureProvider) -> None:
+    await provider.create_pool(spec("ws1"))
+    await provider.check_capacity(GPU, 1)
+    assert fake.requests.user_agents, "requests were made"
+    for agent, count in fake.requests.user_agents.items():
+        assert agent.startswith(f"kaito-ctrl/{__version__} "), (agent, count)
 
 
 async def test_create_get_list_delete(fake: FakeArmServer, provider: AzureProvider) -> None:

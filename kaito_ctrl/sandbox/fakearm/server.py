@@ -80,6 +80,8 @@ class RequestLog:
         self.statuses: Counter[str] = Counter()
         # The latest answers in order: (monotonic time, "PUT pool 429"), to check how long clients waited.
         self.recent: deque[tuple[float, str]] = deque(maxlen=1000)
+        # Every User-Agent seen on ARM routes: clients must identify themselves (kaito-ctrl/<version>).
+        self.user_agents: Counter[str] = Counter()
 
     def record(self, kind: str, status: int) -> None:
         key = f"{kind} {status}"
@@ -93,6 +95,7 @@ class RequestLog:
         self.counts.clear()
         self.statuses.clear()
         self.recent.clear()
+        self.user_agents.clear()
 
 
 class FakeArmServer:
@@ -234,6 +237,7 @@ class FakeArmServer:
             return await handler(request)
         kind = f"{request.method} {name}"
         self.requests.counts[kind] += 1
+        self.requests.user_agents[request.headers.get("User-Agent", "")] += 1
         try:
             response = await self._arm(request, handler, kind)
         except ArmError as e:
