@@ -62,8 +62,10 @@ NODE_POLL = 15.0
 
 @dataclass
 class Tunables:
-    launch_timeout: float = 900.0
-    registration_timeout: float = 900.0
+    # GPU VMs can take well over 15 min to create and join (Karpenter raised its registration timeout to 30 min
+    # for them); a pool that fails reports it at once, so these only catch an operation that stopped progressing.
+    launch_timeout: float = 1800.0
+    registration_timeout: float = 1800.0
     # Check quota and SKU availability before the first create of a pool.
     capacity_check: bool = True
     # Backoff between failed cloud attempts of one claim: base * 2^failures, capped.
@@ -183,6 +185,10 @@ class ClaimLifecycle:
         when = c.get("lastTransitionTime") if c else None
         return self.clock.now() - cond.parse_rfc3339(when) if when else 0.0
 
+    def _age(self, obj: dict[str, Any]) -> float:
+        created = obj["metadata"].get("creationTimestamp")
+        return self.clock.now() - cond.parse_rfc3339(created) if created else 0.0
+
     def _nodes_of(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
         provider_id = (obj.get("status") or {}).get("providerID")
         store = self.nodes.store
@@ -214,13 +220,15 @@ class ClaimLifecycle:
                 await self._populate_labels(obj, spec.vm_size, spec.labels)
             return outcome
         if op is not None and not op.done:
-            if self.clock.monotonic() - op.started > self.tunables.launch_timeout:
+            # Counted from the claim's creation, so a restart of this process does not start the clock again.
+            launching_for = max(self.clock.monotonic() - op.started, self._age(obj))
+            if launching_for > self.tunables.launch_timeout:
                 # The create keeps running: termination waits for it before deleting the pool.
                 self._set(draft, launched, "False", "LaunchTimeout",
                           f"agent pool {name} was not provisioned within {self.tunables.launch_timeout:.0f}s")  # fmt: skip
                 await self._delete_claim(obj, "launch timeout")
                 return DONE
-            left = self.tunables.launch_timeout - (self.clock.monotonic() - op.started)
+            left = self.tunables.launch_timeout - launching_for
             return Result(requeue_after=max(0.1, min(OPERATION_POLL, left + 0.1)))
         wait = self.backoff.wait(name, self.clock.monotonic())
         if wait > 0:
