@@ -30,6 +30,7 @@ from kaito_ctrl.kube.client import KubeClient
 from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
 from kaito_ctrl.sandbox.fakearm.certs import ServerCerts, ensure_certs
 from kaito_ctrl.sandbox.fakearm.faults import Fault, FaultBook, FaultKind
+from kaito_ctrl.sandbox.fakearm.deviceplugin import FakeDevicePlugin
 from kaito_ctrl.sandbox.fakearm.joiner import NodeJoiner
 from kaito_ctrl.sandbox.fakearm.state import (
     ArmError,
@@ -117,6 +118,7 @@ class FakeArmServer:
         self.state = FakeArmState(config, clock=clock, path=path, faults=self.faults)
         self.requests = RequestLog(clock)
         self.joiner = NodeJoiner(self.state, kube, join_delay=join_delay) if kube is not None else None
+        self.device_plugin = FakeDevicePlugin(kube) if kube is not None else None
         self.tick_interval = tick_interval
         self.url = ""
         self.certs: ServerCerts | None = None
@@ -161,6 +163,8 @@ class FakeArmServer:
         self._tasks.append(asyncio.create_task(self._tick_forever(), name="fake-arm-tick"))
         if self.joiner is not None:
             self._tasks.append(asyncio.create_task(self.joiner.run(), name="fake-arm-joiner"))
+        if self.device_plugin is not None:
+            self._tasks.append(asyncio.create_task(self.device_plugin.run(), name="fake-device-plugin"))
         log.info("fake ARM server listening", url=self.url, ca_file=str(certs.ca_file))
         return self.url
 
