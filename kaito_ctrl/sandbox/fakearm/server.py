@@ -29,8 +29,8 @@ from aiohttp import web
 from kaito_ctrl.kube.client import KubeClient
 from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
 from kaito_ctrl.sandbox.fakearm.certs import ServerCerts, ensure_certs
-from kaito_ctrl.sandbox.fakearm.faults import Fault, FaultBook, FaultKind
 from kaito_ctrl.sandbox.fakearm.deviceplugin import FakeDevicePlugin
+from kaito_ctrl.sandbox.fakearm.faults import Fault, FaultBook, FaultKind
 from kaito_ctrl.sandbox.fakearm.joiner import NodeJoiner
 from kaito_ctrl.sandbox.fakearm.state import (
     ArmError,
