@@ -185,10 +185,6 @@ class ClaimLifecycle:
         when = c.get("lastTransitionTime") if c else None
         return self.clock.now() - cond.parse_rfc3339(when) if when else 0.0
 
-    def _age(self, obj: dict[str, Any]) -> float:
-        created = obj["metadata"].get("creationTimestamp")
-        return self.clock.now() - cond.parse_rfc3339(created) if created else 0.0
-
     def _nodes_of(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
         provider_id = (obj.get("status") or {}).get("providerID")
         store = self.nodes.store

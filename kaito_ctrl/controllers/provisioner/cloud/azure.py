@@ -191,6 +191,10 @@ class AzureProvider:
         kwargs.update(extra)
         return kwargs
 
+    async def get_token(self) -> object:
+        """One ARM token from the configured credential (the start-up credential check)."""
+        return await self._credential.get_token(*self.settings.scopes)
+
     async def close(self) -> None:
         await self._aks.close()
         await self._compute.close()
