@@ -360,3 +360,15 @@ async def test_aks_refuses_the_put_at_once_in_its_own_words(
     if kind is not FaultKind.POLICY and kind is not FaultKind.PRECONDITION_QUOTA:
         assert GPU in put.value.message  # the fake names the size the PUT asked for, as AKS does
     assert await provider.get_pool("ws1") is None  # refused synchronously: no pool, no operation
+
+
+async def test_a_pool_is_deleted_ignoring_pdbs_only_when_asked(
+    fake: FakeArmServer, provider: AzureProvider
+) -> None:
+    await provider.create_pool(spec("ws1"))
+    await provider.create_pool(spec("ws2"))
+    await provider.delete_pool("ws1")
+    assert fake.requests.counts["DELETE pool ignoring PDBs"] == 0
+    await provider.delete_pool("ws2", ignore_pdb=True)
+    assert fake.requests.counts["DELETE pool ignoring PDBs"] == 1
+    assert await provider.get_pool("ws2") is None

@@ -405,7 +405,11 @@ class ClaimLifecycle:
             wait = self.backoff.wait("delete:" + name, self.clock.monotonic())
             if wait > 0:
                 return Result(requeue_after=wait)
-            self.ops.start("delete", name, self.clock.monotonic(), lambda: self.cloud.delete_pool(name))
+            # Once the claim's Node is gone there is nothing left for AKS to drain, so a PodDisruptionBudget must
+            # not hold the pool (and its GPU bill) forever: delete ignoring PDBs. While a Node remains, drain.
+            ignore_pdb = not nodes
+            self.ops.start("delete", name, self.clock.monotonic(),
+                           lambda: self.cloud.delete_pool(name, ignore_pdb=ignore_pdb))  # fmt: skip
             m.OPERATIONS_IN_FLIGHT.set(len(self.ops))
             await self._mark_terminating(obj, "Deleting", f"deleting AKS agent pool {name}")
             return Result(requeue_after=OPERATION_POLL)

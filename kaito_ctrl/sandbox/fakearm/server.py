@@ -356,6 +356,8 @@ class FakeArmServer:
         return _json(self.state.resource(pool), status, self._op_headers(request, op))
 
     async def delete_pool(self, request: web.Request) -> web.Response:
+        if request.query.get("ignore-pod-disruption-budget", "").lower() == "true":
+            self.requests.counts["DELETE pool ignoring PDBs"] += 1
         op = self.state.delete_pool(request.match_info["pool"])
         if op is None:
             return web.Response(status=204)

@@ -312,10 +312,11 @@ class AzureProvider:
                 )
             await self._clock.sleep(self.settings.polling_interval)
 
-    async def delete_pool(self, name: str) -> None:
+    async def delete_pool(self, name: str, *, ignore_pdb: bool = False) -> None:
         s = self.settings
+        extra: dict[str, Any] = {"ignore_pod_disruption_budget": True} if ignore_pdb else {}
         try:
-            poller = await self._aks.agent_pools.begin_delete(s.resource_group, s.cluster_name, name)
+            poller = await self._aks.agent_pools.begin_delete(s.resource_group, s.cluster_name, name, **extra)
             await poller.result()
         except _FAILURES as e:
             err = classify_exception(e)
