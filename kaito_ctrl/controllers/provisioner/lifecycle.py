@@ -27,7 +27,6 @@ from kaito_ctrl.controllers.provisioner.agentpool import (
     pool_spec,
 )
 from kaito_ctrl.controllers.provisioner.cloud.base import (
-    CAPACITY_REASONS,
     AgentPool,
     CloudError,
     CloudProvider,
@@ -234,7 +233,7 @@ class ClaimLifecycle:
                 if await self.cloud.get_pool(name) is None:
                     await self.cloud.check_capacity(spec.vm_size, spec.node_count)
             except CloudError as e:
-                if e.reason in CAPACITY_REASONS:
+                if e.insufficient_capacity:
                     return self._launch_failed(obj, draft, e, "capacity")
                 # Advisory: an identity with rights on the cluster only gets 403 on the subscription-wide SKU
                 # and usage lists, and throttling or a blip says nothing about capacity. AKS judges the create.
