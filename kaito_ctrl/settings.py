@@ -56,8 +56,8 @@ class Settings:
         default="mcr.microsoft.com/aks/kaito", metadata={"help": "preset image registry"}
     )
     deletion_timeout: float = field(default=300.0, metadata={"help": "bound on waiting for node objects"})
-    launch_timeout: float = 900.0
-    registration_timeout: float = 900.0
+    launch_timeout: float = 1800.0
+    registration_timeout: float = 1800.0
     gc_interval: float = 120.0
     gc_grace_period: float = 300.0
     claim_selector: str | None = field(

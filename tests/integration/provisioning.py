@@ -195,6 +195,9 @@ async def rig(control_plane: ControlPlane, kind: NodeObjectKind, **fake_kw: Any)
     control_plane.kubectl(
         "wait", "--for=condition=Established", "--timeout=60s", "crd/nodeclaims.karpenter.sh"
     )
+    # The device plugin as installed: GPUs become allocatable only where its pod runs (the fake plays the kubelet).
+    control_plane.kubectl("apply", "--server-side", "--force-conflicts",
+                          "-f", str(REPO / "manifests/nvidia-device-plugin.yaml"))  # fmt: skip
     kube = await KubeClient.from_kubeconfig(control_plane.kubeconfig, qps=100, burst=100)
     join_delay = fake_kw.pop("join_delay", 0.2)
     joiner = kube if fake_kw.pop("join", True) else None

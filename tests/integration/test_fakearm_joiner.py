@@ -79,7 +79,10 @@ async def test_nodes_join_and_leave_with_their_pool(control_plane: ControlPlane)
                     f"azure:///subscriptions/{config.subscription_id}/resourceGroups/"
                 )
                 assert {"key": "sku", "value": "gpu", "effect": "NoSchedule"} in joined["spec"]["taints"]
-                assert joined["status"]["capacity"]["nvidia.com/gpu"] == "1"
+                # GPUs are the device plugin's to register (FakeDevicePlugin), never the joiner's.
+                manifest = fake.joiner.node_manifest(fake.state.pools["wsjoin1"], 0, "127.0.0.9")
+                assert "nvidia.com/gpu" not in manifest["status"]["capacity"]
+                assert manifest["metadata"]["labels"]["nvidia.com/gpu.count"] == "1"
 
                 async def ready() -> bool:
                     current = await node()

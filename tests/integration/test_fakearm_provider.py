@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from kaito_ctrl import __version__
 from kaito_ctrl.controllers.provisioner.cloud.azure import AzureProvider
 from kaito_ctrl.controllers.provisioner.cloud.base import AgentPoolSpec, CloudError, Reason
 from kaito_ctrl.controllers.provisioner.cloud.config import AzureSettings
@@ -58,6 +59,14 @@ async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0
     while not await check():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
+
+
+async def test_every_arm_call_says_it_is_kaito_ctrl(fake: FakeArmServer, provider: AzureProvider) -> None:
+    await provider.create_pool(spec("ws1"))
+    await provider.check_capacity(GPU, 1)
+    assert fake.requests.user_agents, "requests were made"
+    for agent, count in fake.requests.user_agents.items():
+        assert agent.startswith(f"kaito-ctrl/{__version__} "), (agent, count)
 
 
 async def test_create_get_list_delete(fake: FakeArmServer, provider: AzureProvider) -> None:
@@ -328,3 +337,38 @@ async def test_a_wrong_token_is_an_auth_failure(fake: FakeArmServer) -> None:
         "InvalidAuthenticationToken",
         False,
     )
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason", "code"),
+    [
+        (FaultKind.PRECONDITION_SKU, Reason.SKU_NOT_AVAILABLE, "PreconditionFailed"),
+        (FaultKind.PRECONDITION_QUOTA, Reason.QUOTA_EXCEEDED, "PreconditionFailed"),
+        (FaultKind.VM_SIZE_NOT_SUPPORTED, Reason.SKU_NOT_AVAILABLE, "VMSizeNotSupported"),
+        (FaultKind.NOT_SUPPORTED_FOR_SUBSCRIPTION, Reason.SKU_NOT_AVAILABLE, "BadRequest"),
+        (FaultKind.RESTRICTED_BY_AKS, Reason.SKU_NOT_AVAILABLE, "BadRequest"),
+        (FaultKind.POLICY, Reason.POLICY_DENIED, "RequestDisallowedByPolicy"),
+    ],
+)
+async def test_aks_refuses_the_put_at_once_in_its_own_words(
+    fake: FakeArmServer, provider: AzureProvider, kind: FaultKind, reason: Reason, code: str
+) -> None:
+    fake.inject(Fault(kind, times=1))
+    with pytest.raises(CloudError) as put:
+        await provider.create_pool(spec("ws1"))
+    assert (put.value.reason, put.value.code, put.value.retryable) == (reason, code, False)
+    if kind is not FaultKind.POLICY and kind is not FaultKind.PRECONDITION_QUOTA:
+        assert GPU in put.value.message  # the fake names the size the PUT asked for, as AKS does
+    assert await provider.get_pool("ws1") is None  # refused synchronously: no pool, no operation
+
+
+async def test_a_pool_is_deleted_ignoring_pdbs_only_when_asked(
+    fake: FakeArmServer, provider: AzureProvider
+) -> None:
+    await provider.create_pool(spec("ws1"))
+    await provider.create_pool(spec("ws2"))
+    await provider.delete_pool("ws1")
+    assert fake.requests.counts["DELETE pool ignoring PDBs"] == 0
+    await provider.delete_pool("ws2", ignore_pdb=True)
+    assert fake.requests.counts["DELETE pool ignoring PDBs"] == 1
+    assert await provider.get_pool("ws2") is None

@@ -51,6 +51,33 @@ def test_helm_values_change_the_rendered_settings(control_plane: ControlPlane) -
     assert out[("ConfigMap", "kaito-system", "kaito-ctrl-azure")]["data"]["AZURE_SUBSCRIPTION_ID"] == "sub-1"
 
 
+def test_workload_identity_from_values_alone(control_plane: ControlPlane) -> None:
+    out = _objects(
+        _run(str(control_plane.bin_dir / "helm"), "template", "k", str(REPO / "manifests/helm/kaito-ctrl"),
+             "--set", "azure.clientId=11111111-2222-3333-4444-555555555555", "--set", "azure.tenantId=tenant-1")
+    )  # fmt: skip
+    pod = out[("Deployment", "kaito-system", "kaito-ctrl")]["spec"]["template"]
+    assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    assert pod["spec"]["serviceAccountName"] == "kaito-ctrl"
+    sa = out[("ServiceAccount", "kaito-system", "kaito-ctrl")]
+    assert sa["metadata"]["annotations"] == {
+        "azure.workload.identity/client-id": "11111111-2222-3333-4444-555555555555",
+        "azure.workload.identity/tenant-id": "tenant-1",
+    }
+    data = out[("ConfigMap", "kaito-system", "kaito-ctrl-azure")]["data"]
+    assert data["AZURE_CREDENTIAL_KIND"] == "workload" and data["AZURE_TENANT_ID"] == "tenant-1"
+    # The device plugin is on by default and off when a GPU operator manages the nodes.
+    assert ("DaemonSet", "kube-system", "nvidia-device-plugin") in out
+    ds = out[("DaemonSet", "kube-system", "nvidia-device-plugin")]["spec"]["template"]["spec"]
+    assert ds["priorityClassName"] == "system-node-critical"
+    assert {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"} in ds["tolerations"]
+    operator = _objects(
+        _run(str(control_plane.bin_dir / "helm"), "template", "k", str(REPO / "manifests/helm/kaito-ctrl"),
+             "--set", "gpuOperator.enabled=true")
+    )  # fmt: skip
+    assert not [k for k in operator if k[0] == "DaemonSet"]
+
+
 def test_rbac_has_no_wildcards(control_plane: ControlPlane) -> None:
     objs = _objects(_run(str(control_plane.bin_dir / "kubectl"), "kustomize", str(REPO / "manifests")))
     roles = [o for (kind, _, _), o in objs.items() if kind in ("ClusterRole", "Role")]

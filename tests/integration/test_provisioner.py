@@ -19,7 +19,7 @@ from kaito_ctrl.kube.resources import NODES
 from kaito_ctrl.sandbox.fakearm.faults import Fault, FaultKind
 from kaito_ctrl.testing.controlplane import ControlPlane
 from kaito_ctrl.testing.gpunodes import GpuNodeSpec
-from tests.integration.provisioning import GPU, arm_settings, eventually, new_name, rig
+from tests.integration.provisioning import GPU, REPO, arm_settings, eventually, new_name, rig
 
 
 @pytest.mark.parametrize("kind", ["nodeclaim", "machine"])
@@ -176,6 +176,59 @@ async def test_quota_precheck_refuses_before_any_create(control_plane: ControlPl
         assert "pre-check" in c["message"] and "standardNCSv3Family" in c["message"], c["message"]
         assert r.fake.requests.counts["PUT pool"] == 0, "no pool was requested"
         assert name not in r.pools()
+
+
+async def test_a_forbidden_precheck_is_skipped_and_aks_judges_the_create(control_plane: ControlPlane) -> None:
+    """Contributor on the cluster only: the subscription-wide SKU list answers 403, the create goes ahead."""
+    from kaito_ctrl.controllers.provisioner import metrics as m
+
+    skipped = m.CAPACITY_CHECK_SKIPPED.labels("AuthFailed")
+    before = skipped._value.get()
+    async with rig(control_plane, "nodeclaim") as r:
+        r.fake.inject(Fault(FaultKind.ERROR, on="GET skus", status=403, code="AuthorizationFailed",
+                            message="The client does not have authorization to perform action "
+                                    "'Microsoft.Compute/skus/read' over scope '/subscriptions/x'."))  # fmt: skip
+        await r.start()
+        name = new_name()
+        await r.api.create(r.claim(name))
+
+        async def launched() -> dict[str, Any] | None:
+            obj = await r.api.get(name)
+            return obj if cond.is_true(obj, "Launched") else None
+
+        await eventually(launched, 60, "Launched although the pre-check was forbidden")
+        assert r.fake.requests.counts["GET skus"] >= 1, "the pre-check was tried"
+        assert r.fake.requests.counts["PUT pool"] >= 1 and name in r.pools()
+        assert skipped._value.get() == before + 1, "one skip counted for the one claim"
+
+
+async def test_without_the_device_plugin_a_gpu_node_stays_not_initialized(
+    control_plane: ControlPlane,
+) -> None:
+    """AKS installs the driver, not the plugin: no plugin pod on the node, no allocatable GPU, no Initialized."""
+    async with rig(control_plane, "nodeclaim") as r:
+        control_plane.kubectl(
+            "delete", "daemonset", "-n", "kube-system", "nvidia-device-plugin", "--wait=true"
+        )
+        try:
+            await r.start()
+            name = new_name()
+            await r.api.create(r.claim(name))
+
+            async def not_registered() -> dict[str, Any] | None:
+                c = cond.get_condition(await r.api.get(name), "Initialized")
+                return c if c and c["reason"] == "ResourceNotRegistered" else None
+
+            c = await eventually(not_registered, 60, "Initialized False for want of nvidia.com/gpu")
+            assert (
+                c["status"] != "True" and "nvidia.com/gpu" in c["message"] and "device plugin" in c["message"]
+            )
+            obj = await r.api.get(name)
+            assert cond.is_true(obj, "Registered") and not cond.is_true(obj, "Ready")
+        finally:
+            control_plane.kubectl(
+                "apply", "--server-side", "-f", str(REPO / "manifests/nvidia-device-plugin.yaml")
+            )
 
 
 async def test_invalid_claim_says_what_to_fix_and_creates_nothing(control_plane: ControlPlane) -> None:

@@ -96,7 +96,17 @@ async def test_credentials_are_built_per_kind(tmp_path: Path, monkeypatch: pytes
     )
     managed = build_credential(AzureSettings("s", "rg", "c", "l", credential="managed", client_id="id"))
     default = build_credential(base)
-    static = build_credential(AzureSettings("s", "rg", "c", "l", credential="static", static_token="secret"))
+    static = build_credential(
+        AzureSettings(
+            "s",
+            "rg",
+            "c",
+            "l",
+            credential="static",
+            static_token="secret",
+            arm_endpoint="https://127.0.0.1:8443",
+        )
+    )
     try:
         assert isinstance(workload, WorkloadIdentityCredential)
         assert isinstance(managed, ManagedIdentityCredential)
@@ -111,6 +121,24 @@ async def test_credentials_are_built_per_kind(tmp_path: Path, monkeypatch: pytes
             await cred.close()
     with pytest.raises(ValueError, match="ARM_STATIC_TOKEN"):
         build_credential(AzureSettings("s", "rg", "c", "l", credential="static"))
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        None,
+        "https://management.azure.com",
+        "https://MANAGEMENT.azure.com:443/",
+        "https://management.chinacloudapi.cn",
+    ],
+)
+def test_the_static_token_is_refused_against_azure_arm(endpoint: str | None) -> None:
+    settings = AzureSettings(
+        "s", "rg", "c", "l", credential="static", static_token="secret", arm_endpoint=endpoint
+    )
+    with pytest.raises(ValueError, match="only for the fake ARM server") as refused:
+        build_credential(settings)
+    assert "secret" not in str(refused.value)
 
 
 def test_spec_to_arm_is_the_body_gpu_provisioner_sends() -> None:

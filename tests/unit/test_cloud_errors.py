@@ -215,3 +215,49 @@ def test_capacity_reasons_are_insufficient_capacity() -> None:
         Reason.SKU_NOT_AVAILABLE,
         Reason.ALLOCATION_FAILED,
     }
+
+
+# AKS's synchronous refusals, rendered by the fake ARM server's own templates (the shapes AKS really sends).
+def _aks_refusal(kind: str) -> tuple[int, dict[str, Any]]:
+    from kaito_ctrl.sandbox.fakearm.faults import Fault, FaultKind
+
+    fault = Fault(FaultKind(kind))
+    context = {
+        "pool": "ws1",
+        "cluster": "c",
+        "resource_group": "rg",
+        "location": "eastus",
+        "vm_size": "Standard_NC24ads_A100_v4",
+    }
+    return fault.http_status, {"error": fault.error(context)}
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason", "code"),
+    [
+        ("precondition_sku", Reason.SKU_NOT_AVAILABLE, "PreconditionFailed"),
+        ("precondition_quota", Reason.QUOTA_EXCEEDED, "PreconditionFailed"),
+        ("vm_size_not_supported", Reason.SKU_NOT_AVAILABLE, "VMSizeNotSupported"),
+        ("not_supported_for_subscription", Reason.SKU_NOT_AVAILABLE, "BadRequest"),
+        ("restricted_by_aks", Reason.SKU_NOT_AVAILABLE, "BadRequest"),
+        ("policy", Reason.POLICY_DENIED, "RequestDisallowedByPolicy"),
+    ],
+)
+def test_aks_synchronous_refusals_are_classified_by_their_text(kind: str, reason: Reason, code: str) -> None:
+    status, body = _aks_refusal(kind)
+    err = classify_arm_error(status, body)
+    assert (err.reason, err.code, err.status) == (reason, code, status)
+    assert err.message == body["error"]["message"]  # kept verbatim for the support ticket
+    assert not err.retryable
+    assert "Standard_NC24ads_A100_v4" in err.message or kind == "policy" or kind == "precondition_quota"
+
+
+def test_a_plain_precondition_failed_is_still_a_conflict() -> None:
+    err = classify_arm_error(412, {"error": {"code": "PreconditionFailed", "message": "etag mismatch"}})
+    assert err.reason is Reason.CONFLICT
+
+
+def test_a_create_preempted_by_delete_is_transient_with_its_code() -> None:
+    body = {"status": "Failed", "error": {"code": "AKSOperationPreemptedByDelete", "message": "preempted"}}
+    err = classify_arm_error(200, body)
+    assert (err.reason, err.code) == (Reason.TRANSIENT, "AKSOperationPreemptedByDelete")

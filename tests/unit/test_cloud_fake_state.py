@@ -10,6 +10,7 @@ import pytest
 
 from kaito_ctrl.kube.client import KubeClient
 from kaito_ctrl.kube.clock import FakeClock
+from kaito_ctrl.sandbox.fakearm.deviceplugin import gpu_patch
 from kaito_ctrl.sandbox.fakearm.faults import Fault, FaultBook, FaultKind
 from kaito_ctrl.sandbox.fakearm.joiner import NodeJoiner, parse_taint
 from kaito_ctrl.sandbox.fakearm.state import ArmError, FakeArmConfig, FakeArmState
@@ -267,7 +268,12 @@ async def test_joiner_names_and_describes_nodes_like_aks() -> None:
     assert node["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake"
     assert node["spec"]["taints"] == [{"key": "sku", "value": "gpu", "effect": "NoSchedule"}]
     status = node["status"]
-    assert status["capacity"]["nvidia.com/gpu"] == "2" and status["allocatable"]["nvidia.com/gpu"] == "2"
+    # nvidia.com/gpu is the device plugin's to register, not the joiner's; FakeDevicePlugin's patch sets it.
+    assert "nvidia.com/gpu" not in status["capacity"] and "nvidia.com/gpu" not in status["allocatable"]
+    patch = gpu_patch(node)
+    assert patch == {"status": {"capacity": {"nvidia.com/gpu": "2"}, "allocatable": {"nvidia.com/gpu": "2"}}}
+    registered = {**node, "status": {**status, **patch["status"]}}
+    assert gpu_patch(registered) is None, "already registered: nothing to patch"
     assert status["capacity"]["cpu"] == "12" and status["capacity"]["ephemeral-storage"] == "100Gi"
     assert {"type": "InternalIP", "address": "127.0.0.7"} in status["addresses"]
     assert "Mariner" in status["nodeInfo"]["osImage"]

@@ -26,7 +26,12 @@ from kaito_ctrl.controllers.provisioner.agentpool import (
     is_managed,
     pool_spec,
 )
-from kaito_ctrl.controllers.provisioner.cloud.base import AgentPool, CloudError, CloudProvider, Reason
+from kaito_ctrl.controllers.provisioner.cloud.base import (
+    AgentPool,
+    CloudError,
+    CloudProvider,
+    Reason,
+)
 from kaito_ctrl.controllers.provisioner.nodesync import (
     initialization,
     initialized_patch,
@@ -57,8 +62,10 @@ NODE_POLL = 15.0
 
 @dataclass
 class Tunables:
-    launch_timeout: float = 900.0
-    registration_timeout: float = 900.0
+    # GPU VMs can take well over 15 min to create and join (Karpenter raised its registration timeout to 30 min
+    # for them); a pool that fails reports it at once, so these only catch an operation that stopped progressing.
+    launch_timeout: float = 1800.0
+    registration_timeout: float = 1800.0
     # Check quota and SKU availability before the first create of a pool.
     capacity_check: bool = True
     # Backoff between failed cloud attempts of one claim: base * 2^failures, capped.
@@ -280,13 +287,15 @@ class ClaimLifecycle:
                 await self._populate_labels(obj, spec.vm_size, spec.labels)
             return outcome
         if op is not None and not op.done:
-            if self.clock.monotonic() - op.started > self.tunables.launch_timeout:
+            # Counted from the claim's creation, so a restart of this process does not start the clock again.
+            launching_for = max(self.clock.monotonic() - op.started, self._age(obj))
+            if launching_for > self.tunables.launch_timeout:
                 # The create keeps running: termination waits for it before deleting the pool.
                 self._set(draft, launched, "False", "LaunchTimeout",
                           f"agent pool {name} was not provisioned within {self.tunables.launch_timeout:.0f}s")  # fmt: skip
                 await self._delete_claim(obj, "launch timeout")
                 return DONE
-            left = self.tunables.launch_timeout - (self.clock.monotonic() - op.started)
+            left = self.tunables.launch_timeout - launching_for
             return Result(requeue_after=max(0.1, min(OPERATION_POLL, left + 0.1)))
         wait = self.backoff.wait(name, self.clock.monotonic())
         if wait > 0:
@@ -296,7 +305,12 @@ class ClaimLifecycle:
                 if await self.cloud.get_pool(name) is None:
                     await self.cloud.check_capacity(spec.vm_size, spec.node_count)
             except CloudError as e:
-                return self._launch_failed(obj, draft, e, "capacity")
+                if e.insufficient_capacity:
+                    return self._launch_failed(obj, draft, e, "capacity")
+                # Advisory: an identity with rights on the cluster only gets 403 on the subscription-wide SKU
+                # and usage lists, and throttling or a blip says nothing about capacity. AKS judges the create.
+                m.CAPACITY_CHECK_SKIPPED.labels(e.reason.value).inc()
+                log.warning("capacity pre-check skipped", nodeclaim=name, reason=e.reason.value, code=e.code)
             self._capacity_checked.add(name)
         self.ops.start("create", name, self.clock.monotonic(), lambda: self.cloud.create_pool(spec))
         m.OPERATIONS_IN_FLIGHT.set(len(self.ops))
@@ -468,7 +482,11 @@ class ClaimLifecycle:
             wait = self.backoff.wait("delete:" + name, self.clock.monotonic())
             if wait > 0:
                 return Result(requeue_after=wait)
-            self.ops.start("delete", name, self.clock.monotonic(), lambda: self.cloud.delete_pool(name))
+            # Once the claim's Node is gone there is nothing left for AKS to drain, so a PodDisruptionBudget must
+            # not hold the pool (and its GPU bill) forever: delete ignoring PDBs. While a Node remains, drain.
+            ignore_pdb = not nodes
+            self.ops.start("delete", name, self.clock.monotonic(),
+                           lambda: self.cloud.delete_pool(name, ignore_pdb=ignore_pdb))  # fmt: skip
             m.OPERATIONS_IN_FLIGHT.set(len(self.ops))
             await self._mark_terminating(obj, "Deleting", f"deleting AKS agent pool {name}")
             return Result(requeue_after=OPERATION_POLL)

@@ -12,6 +12,12 @@ CLOUD_ERRORS = Counter(
     ["operation", "reason"],
     registry=REGISTRY,
 )
+CAPACITY_CHECK_SKIPPED = Counter(
+    "kaito_provisioner_capacity_check_skipped_total",
+    "Quota and SKU pre-checks skipped because the lookup failed for a reason other than capacity (403, throttling).",
+    ["reason"],
+    registry=REGISTRY,
+)
 CLOUD_OPERATION_SECONDS = Histogram(
     "kaito_provisioner_cloud_operation_seconds",
     "Seconds an agent pool create or delete took, from the request to the end of the operation.",

@@ -4,12 +4,14 @@ garbage collection (leader only)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import structlog
 
 from kaito_ctrl.controllers.provisioner.agentpool import AGENTPOOL_LABEL, LEGACY_AGENTPOOL_LABEL, is_managed
 from kaito_ctrl.controllers.provisioner.cloud.base import CloudProvider
+from kaito_ctrl.controllers.provisioner.credential_check import READYZ_NAME, CredentialCheck
 from kaito_ctrl.controllers.provisioner.gc import GarbageCollector
 from kaito_ctrl.controllers.provisioner.lifecycle import ClaimLifecycle, Tunables
 from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
@@ -39,7 +41,10 @@ def build_cloud() -> CloudProvider:
             + " in its environment (see docs/operations.md); "
             "run with --controllers workspace or --node-provisioner byo to go without it"
         )
-    return AzureProvider(azure)
+    try:
+        return AzureProvider(azure)
+    except ValueError as e:  # a credential that cannot work here (the static token against Azure)
+        raise SystemExit(str(e)) from e
 
 
 def _node_to_claims(kind: str) -> Any:
@@ -65,6 +70,14 @@ def setup(
         log.info("node provisioner not started: node_provisioner is byo, so no claims to serve")
         return None
     provider = cloud if cloud is not None else build_cloud()
+    get_token = getattr(provider, "get_token", None)
+    if get_token is not None:
+        credential = CredentialCheck(get_token)
+        manager.add_readyz_check(READYZ_NAME, credential.ready)
+        with contextlib.suppress(
+            RuntimeError
+        ):  # no running loop: the first readiness probe makes the request
+            credential.start()
     kind: NodeObjectKind = "machine" if settings.node_provisioner == "machine" else "nodeclaim"
     info = KINDS[kind]
     claims = manager.informers.informer(info.resource, label_selector=settings.claim_selector)

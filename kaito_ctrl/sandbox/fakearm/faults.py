@@ -26,9 +26,26 @@ class FaultKind(StrEnum):
     THROTTLE = "throttle"
     SERVER_ERROR = "server_error"
     ERROR = "error"
+    # Refusals AKS gives synchronously, in its own words (HTTP faults: the PUT itself fails).
+    PRECONDITION_SKU = "precondition_sku"
+    PRECONDITION_QUOTA = "precondition_quota"
+    VM_SIZE_NOT_SUPPORTED = "vm_size_not_supported"
+    NOT_SUPPORTED_FOR_SUBSCRIPTION = "not_supported_for_subscription"
+    RESTRICTED_BY_AKS = "restricted_by_aks"
+    POLICY = "policy"
 
 
-HTTP_KINDS = frozenset({FaultKind.THROTTLE, FaultKind.SERVER_ERROR, FaultKind.ERROR})
+SYNC_REFUSALS = frozenset(
+    {
+        FaultKind.PRECONDITION_SKU,
+        FaultKind.PRECONDITION_QUOTA,
+        FaultKind.VM_SIZE_NOT_SUPPORTED,
+        FaultKind.NOT_SUPPORTED_FOR_SUBSCRIPTION,
+        FaultKind.RESTRICTED_BY_AKS,
+        FaultKind.POLICY,
+    }
+)
+HTTP_KINDS = frozenset({FaultKind.THROTTLE, FaultKind.SERVER_ERROR, FaultKind.ERROR}) | SYNC_REFUSALS
 
 QUOTA_MESSAGE = (
     "Operation could not be completed as it results in exceeding approved {family} Cores quota. "
@@ -53,6 +70,33 @@ THROTTLE_MESSAGE = (
     "For more information, see - https://aka.ms/srpthrottlinglimits"
 )
 
+# AKS's preflight wraps the compute error as text inside its own 400 PreconditionFailed.
+PRECONDITION_SKU_MESSAGE = (
+    "Preflight validation check for resource(s) for container service {cluster} in resource group {resource_group} "
+    'failed. Message: Code="SkuNotAvailable" Message="The requested VM size for resource \'Following SKUs have '
+    "failed for Capacity Restrictions: {vm_size}' is currently not available in location '{location}'. Please try "
+    'another size or deploy to a different location or zones. See https://aka.ms/azureskunotavailable for details."'
+)
+PRECONDITION_QUOTA_MESSAGE = (
+    "Preflight validation check for resource(s) for container service {cluster} in resource group {resource_group} "
+    'failed. Message: Code="InvalidTemplateDeployment" Message="The template deployment is not valid according '
+    'to the validation procedure. See inner errors for details." Details=[{{"code":"QuotaExceeded",'
+    '"message":"Operation could not be completed as it results in exceeding approved quota."}}]'
+)
+VM_SIZE_MESSAGE = (
+    "The VM size of {vm_size} is not supported for creation. Please see https://aka.ms/aks/vm-size for supported "
+    "sizes."
+)
+SUBSCRIPTION_MESSAGE = (
+    "The VM size of AgentPoolProfile:{pool} is not allowed in your subscription in location '{location}'. The "
+    "VM size {vm_size} is not supported for subscription."
+)
+RESTRICTED_MESSAGE = "The VM size {vm_size} is restricted by AKS and cannot be used for agent pools."
+POLICY_MESSAGE = (
+    'Resource \'{pool}\' was disallowed by policy. Policy identifiers: \'[{{"policyAssignment":{{"name":'
+    '"Allowed virtual machine size SKUs"}}}}]\'.'
+)
+
 # kind -> (HTTP status, ARM code, message template)
 _DEFAULTS: dict[FaultKind, tuple[int, str, str]] = {
     FaultKind.QUOTA: (409, "QuotaExceeded", QUOTA_MESSAGE),
@@ -72,6 +116,12 @@ _DEFAULTS: dict[FaultKind, tuple[int, str, str]] = {
         "An internal server error occurred. Try again later.",
     ),
     FaultKind.ERROR: (400, "BadRequest", "The request is invalid."),
+    FaultKind.PRECONDITION_SKU: (400, "PreconditionFailed", PRECONDITION_SKU_MESSAGE),
+    FaultKind.PRECONDITION_QUOTA: (400, "PreconditionFailed", PRECONDITION_QUOTA_MESSAGE),
+    FaultKind.VM_SIZE_NOT_SUPPORTED: (400, "VMSizeNotSupported", VM_SIZE_MESSAGE),
+    FaultKind.NOT_SUPPORTED_FOR_SUBSCRIPTION: (400, "BadRequest", SUBSCRIPTION_MESSAGE),
+    FaultKind.RESTRICTED_BY_AKS: (400, "BadRequest", RESTRICTED_MESSAGE),
+    FaultKind.POLICY: (403, "RequestDisallowedByPolicy", POLICY_MESSAGE),
 }
 
 
@@ -107,7 +157,7 @@ class Fault:
     def __post_init__(self) -> None:
         self.kind = FaultKind(self.kind)
         if not self.on:
-            self.on = "*" if self.is_http else "put"
+            self.on = "PUT pool" if self.kind in SYNC_REFUSALS else "*" if self.is_http else "put"
         if self.kind is FaultKind.THROTTLE and self.retry_after is None:
             self.retry_after = 1
         if self.kind is FaultKind.SLOW and self.duration is None:

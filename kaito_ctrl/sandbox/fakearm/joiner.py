@@ -114,8 +114,11 @@ class NodeJoiner:
             capacity["cpu"] = str(size.vcpus)
             capacity["memory"] = f"{size.memory_gib * 1024 * 1024}Ki"
             if size.gpus:
-                capacity[size.gpu_resource] = str(size.gpus)
-                if size.gpu_resource == "nvidia.com/gpu":
+                # nvidia.com/gpu is left to the device plugin (FakeDevicePlugin registers it once the plugin's pod
+                # runs here); other accelerators have no plugin in the sandbox and are registered at once.
+                if size.gpu_resource != "nvidia.com/gpu":
+                    capacity[size.gpu_resource] = str(size.gpus)
+                else:
                     labels.update(
                         {
                             "kubernetes.azure.com/accelerator": "nvidia",

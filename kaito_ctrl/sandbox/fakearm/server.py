@@ -29,6 +29,7 @@ from aiohttp import web
 from kaito_ctrl.kube.client import KubeClient
 from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
 from kaito_ctrl.sandbox.fakearm.certs import ServerCerts, ensure_certs
+from kaito_ctrl.sandbox.fakearm.deviceplugin import FakeDevicePlugin
 from kaito_ctrl.sandbox.fakearm.faults import Fault, FaultBook, FaultKind
 from kaito_ctrl.sandbox.fakearm.joiner import NodeJoiner
 from kaito_ctrl.sandbox.fakearm.state import (
@@ -55,6 +56,18 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
     )
 
 
+async def _requested_vm_size(request: web.Request) -> str:
+    """The vmSize a PUT asks for, so a refusal can name it as AKS does (aiohttp keeps the body for the handler)."""
+    if request.method != "PUT" or not request.can_read_body:
+        return ""
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        return ""
+    props = body.get("properties") if isinstance(body, dict) else None
+    return str(props.get("vmSize") or "") if isinstance(props, dict) else ""
+
+
 def _error(err: ArmError, headers: dict[str, str] | None = None) -> web.Response:
     return _json(err.body(), err.status, headers)
 
@@ -68,6 +81,8 @@ class RequestLog:
         self.statuses: Counter[str] = Counter()
         # The latest answers in order: (monotonic time, "PUT pool 429"), to check how long clients waited.
         self.recent: deque[tuple[float, str]] = deque(maxlen=1000)
+        # Every User-Agent seen on ARM routes: clients must identify themselves (kaito-ctrl/<version>).
+        self.user_agents: Counter[str] = Counter()
 
     def record(self, kind: str, status: int) -> None:
         key = f"{kind} {status}"
@@ -81,6 +96,7 @@ class RequestLog:
         self.counts.clear()
         self.statuses.clear()
         self.recent.clear()
+        self.user_agents.clear()
 
 
 class FakeArmServer:
@@ -102,6 +118,7 @@ class FakeArmServer:
         self.state = FakeArmState(config, clock=clock, path=path, faults=self.faults)
         self.requests = RequestLog(clock)
         self.joiner = NodeJoiner(self.state, kube, join_delay=join_delay) if kube is not None else None
+        self.device_plugin = FakeDevicePlugin(kube) if kube is not None else None
         self.tick_interval = tick_interval
         self.url = ""
         self.certs: ServerCerts | None = None
@@ -146,6 +163,8 @@ class FakeArmServer:
         self._tasks.append(asyncio.create_task(self._tick_forever(), name="fake-arm-tick"))
         if self.joiner is not None:
             self._tasks.append(asyncio.create_task(self.joiner.run(), name="fake-arm-joiner"))
+        if self.device_plugin is not None:
+            self._tasks.append(asyncio.create_task(self.device_plugin.run(), name="fake-device-plugin"))
         log.info("fake ARM server listening", url=self.url, ca_file=str(certs.ca_file))
         return self.url
 
@@ -222,6 +241,7 @@ class FakeArmServer:
             return await handler(request)
         kind = f"{request.method} {name}"
         self.requests.counts[kind] += 1
+        self.requests.user_agents[request.headers.get("User-Agent", "")] += 1
         try:
             response = await self._arm(request, handler, kind)
         except ArmError as e:
@@ -250,7 +270,16 @@ class FakeArmServer:
             )
         fault = self.faults.take_http(kind, request.match_info.get("pool"))
         if fault is not None:
-            context = {"operation_type": f"{request.method} {request.path}", "operation": kind}
+            c = self.config
+            context = {
+                "operation_type": f"{request.method} {request.path}",
+                "operation": kind,
+                "pool": request.match_info.get("pool", ""),
+                "cluster": c.cluster_name,
+                "resource_group": c.resource_group,
+                "location": c.location,
+                "vm_size": await _requested_vm_size(request),
+            }
             err = fault.error(context)
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
             log.info("fake ARM fault", kind=fault.kind.value, request=kind, status=fault.http_status)
@@ -327,6 +356,8 @@ class FakeArmServer:
         return _json(self.state.resource(pool), status, self._op_headers(request, op))
 
     async def delete_pool(self, request: web.Request) -> web.Response:
+        if request.query.get("ignore-pod-disruption-budget", "").lower() == "true":
+            self.requests.counts["DELETE pool ignoring PDBs"] += 1
         op = self.state.delete_pool(request.match_info["pool"])
         if op is None:
             return web.Response(status=204)

@@ -21,6 +21,7 @@ from azure.core.pipeline.policies import AsyncRetryPolicy
 from azure.mgmt.compute.aio import ComputeManagementClient
 from azure.mgmt.containerservice.aio import ContainerServiceClient
 
+from kaito_ctrl import __version__
 from kaito_ctrl.controllers.provisioner.cloud.azure_errors import classify_arm_error, classify_exception
 from kaito_ctrl.controllers.provisioner.cloud.base import AgentPool, AgentPoolSpec, CloudError, Reason
 from kaito_ctrl.controllers.provisioner.cloud.config import AzureSettings
@@ -32,6 +33,8 @@ log = structlog.get_logger(__name__)
 # What the SDK can raise besides its own AzureError: timeouts and socket errors from below the pipeline.
 _FAILURES = (AzureError, asyncio.TimeoutError, OSError)
 SKU_CACHE_TTL = 3600.0
+# Prepended to the SDK's own User-Agent, so ARM activity logs and AKS support can tell kaito-ctrl's calls apart.
+USER_AGENT = f"kaito-ctrl/{__version__}"
 
 
 class BoundedRetryPolicy(AsyncRetryPolicy[Any, Any]):
@@ -171,6 +174,7 @@ class AzureProvider:
         s = self.settings
         kwargs: dict[str, Any] = {
             "credential_scopes": s.scopes,
+            "user_agent": USER_AGENT,
             "polling_interval": s.polling_interval,
             "retry_policy": BoundedRetryPolicy(
                 max_retry_after=s.max_inline_retry_after,
@@ -186,6 +190,10 @@ class AzureProvider:
             kwargs["api_version"] = api_version
         kwargs.update(extra)
         return kwargs
+
+    async def get_token(self) -> object:
+        """One ARM token from the configured credential (the start-up credential check)."""
+        return await self._credential.get_token(*self.settings.scopes)
 
     async def close(self) -> None:
         await self._aks.close()
@@ -304,10 +312,11 @@ class AzureProvider:
                 )
             await self._clock.sleep(self.settings.polling_interval)
 
-    async def delete_pool(self, name: str) -> None:
+    async def delete_pool(self, name: str, *, ignore_pdb: bool = False) -> None:
         s = self.settings
+        extra: dict[str, Any] = {"ignore_pod_disruption_budget": True} if ignore_pdb else {}
         try:
-            poller = await self._aks.agent_pools.begin_delete(s.resource_group, s.cluster_name, name)
+            poller = await self._aks.agent_pools.begin_delete(s.resource_group, s.cluster_name, name, **extra)
             await poller.result()
         except _FAILURES as e:
             err = classify_exception(e)

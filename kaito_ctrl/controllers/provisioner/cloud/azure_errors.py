@@ -30,7 +30,8 @@ _CODE_REASONS: dict[str, Reason] = {
     code.lower(): reason
     for reason, codes in {
         Reason.QUOTA_EXCEEDED: ("QuotaExceeded", "InsufficientVCPUQuota"),
-        Reason.SKU_NOT_AVAILABLE: ("SkuNotAvailable", "NotAvailableForSubscription"),
+        Reason.SKU_NOT_AVAILABLE: ("SkuNotAvailable", "NotAvailableForSubscription", "VMSizeNotSupported"),
+        Reason.POLICY_DENIED: ("RequestDisallowedByPolicy",),
         Reason.ALLOCATION_FAILED: (
             "AllocationFailed",
             "ZonalAllocationFailed",
@@ -57,6 +58,9 @@ _CODE_REASONS: dict[str, Reason] = {
             "Canceled",
             "OperationCanceled",
             "OperationPreempted",
+            # A DELETE sent while a create ran: AKS fails the create with these (the delete goes on).
+            "AKSOperationPreempted",
+            "AKSOperationPreemptedByDelete",
         ),
         Reason.NOT_FOUND: ("NotFound", "ResourceNotFound"),
         # A missing cluster, resource group or subscription is a configuration error, not a missing pool.
@@ -82,7 +86,23 @@ _CODE_REASONS: dict[str, Reason] = {
     for code in codes
 }
 # Codes that name the real cause; looked for first, anywhere in the error's details.
-_SPECIFIC = frozenset({Reason.QUOTA_EXCEEDED, Reason.SKU_NOT_AVAILABLE, Reason.ALLOCATION_FAILED})
+_SPECIFIC = frozenset(
+    {Reason.QUOTA_EXCEEDED, Reason.SKU_NOT_AVAILABLE, Reason.ALLOCATION_FAILED, Reason.POLICY_DENIED}
+)
+# AKS often refuses a PUT at once with 400 PreconditionFailed (or BadRequest, InvalidTemplateDeployment) whose
+# message embeds the inner error as text: 'Code="SkuNotAvailable" Message="..."' or 'Code: QuotaExceeded'.
+_EMBEDDED_CODE = re.compile(
+    r"\b(" + "|".join(sorted(code for code, reason in _CODE_REASONS.items() if reason in _SPECIFIC)) + r")\b",
+    re.I,
+)
+# Size refusals AKS words without a code: "The VM size of Standard_X is not supported for subscription",
+# "... is restricted by AKS", "... is not available in location 'x'", "... not allowed in your subscription".
+_SKU_TEXT = re.compile(
+    r"not supported for (this )?subscription|restricted by AKS|not available in (the )?(location|region|zone)"
+    r"|not allowed in your subscription|vm size .*not supported|not offered in location",
+    re.I,
+)
+_POLICY_TEXT = re.compile(r"disallowed by policy|policy definition|policy assignment", re.I)
 
 # CRP: "Operation could not be completed as it results in exceeding approved standardNCSv3Family Cores quota."
 _QUOTA_TEXT = re.compile(
@@ -171,8 +191,17 @@ def classify_arm_error(
         if reason in _SPECIFIC:
             return make(reason, code, message)
     for code, message in pairs:
+        embedded = _EMBEDDED_CODE.search(message)
+        if embedded:
+            return make(_CODE_REASONS[embedded.group(1).lower()], code, message)
+    for code, message in pairs:
         if _QUOTA_TEXT.search(message):
             return make(Reason.QUOTA_EXCEEDED, code, message)
+    for code, message in pairs:
+        if _SKU_TEXT.search(message):
+            return make(Reason.SKU_NOT_AVAILABLE, code, message)
+        if _POLICY_TEXT.search(message):
+            return make(Reason.POLICY_DENIED, code, message)
     conflictish = top_code.lower() in ("operationnotallowed", "conflict") or error_status == 409
     if conflictish and _IN_PROGRESS_TEXT.search(top_message):
         return make(Reason.OPERATION_IN_PROGRESS, top_code, top_message)

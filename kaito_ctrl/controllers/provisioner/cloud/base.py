@@ -17,6 +17,8 @@ class Reason(StrEnum):
     SKU_NOT_AVAILABLE = "SKUNotAvailable"
     ALLOCATION_FAILED = "AllocationFailed"
     OPERATION_NOT_ALLOWED = "OperationNotAllowed"
+    # An Azure Policy assignment refused the request (RequestDisallowedByPolicy): someone must change the policy.
+    POLICY_DENIED = "PolicyDenied"
     INVALID_PARAMETER = "InvalidParameter"
     AUTH_FAILED = "AuthFailed"
     THROTTLED = "Throttled"
@@ -143,8 +145,10 @@ class CloudProvider(Protocol):
 
     async def list_pools(self) -> list[AgentPool]: ...
 
-    async def delete_pool(self, name: str) -> None:
-        """Delete the pool and wait until it is gone; a pool that does not exist is already deleted."""
+    async def delete_pool(self, name: str, *, ignore_pdb: bool = False) -> None:
+        """Delete the pool and wait until it is gone; a pool that does not exist is already deleted.
+
+        ``ignore_pdb``: do not drain under PodDisruptionBudgets (the Node is already gone, nothing to drain)."""
         ...
 
     async def check_capacity(self, vm_size: str, count: int) -> None:

@@ -9,7 +9,22 @@ from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOpt
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential, WorkloadIdentityCredential
 
-from kaito_ctrl.controllers.provisioner.cloud.config import AzureSettings
+from kaito_ctrl.controllers.provisioner.cloud.config import PUBLIC_ARM, AzureSettings
+
+# ARM of Azure's public and sovereign clouds, where only a refreshing credential can work.
+AZURE_ARM_HOSTS = frozenset(
+    {
+        PUBLIC_ARM.split("://", 1)[1],
+        "management.usgovcloudapi.net",
+        "management.chinacloudapi.cn",
+        "management.microsoftazure.de",
+    }
+)
+
+
+def is_azure_arm(endpoint: str) -> bool:
+    host = endpoint.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
+    return host in AZURE_ARM_HOSTS
 
 
 class StaticTokenCredential:
@@ -60,6 +75,12 @@ def build_credential(settings: AzureSettings) -> AsyncTokenCredential:
     if kind == "static":
         if not settings.static_token:
             raise ValueError("credential 'static' needs ARM_STATIC_TOKEN")
+        if settings.arm_endpoint is None or is_azure_arm(settings.arm_endpoint):
+            # A fixed token never refreshes: against Azure it would work for an hour and then fail every call.
+            raise ValueError(
+                "AZURE_CREDENTIAL_KIND 'static' is only for the fake ARM server (ARM_BASE_URL); "
+                "against Azure use 'workload', 'managed' or 'default'"
+            )
         return StaticTokenCredential(settings.static_token)
     if kind == "workload":
         return WorkloadIdentityCredential(tenant_id=settings.tenant_id, client_id=settings.client_id)
