@@ -44,7 +44,7 @@ moddir="$(cd "$WORK" && go mod download -json "sigs.k8s.io/karpenter@$KARPENTER_
   | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
 [[ -d "$moddir" ]] || { log "module directory of sigs.k8s.io/karpenter@$KARPENTER_VERSION not found"; exit 1; }
 rm -rf "$BIN/crds" && mkdir -p "$BIN/crds"
-cp "$moddir"/kwok/charts/crds/karpenter.sh_*.yaml "$moddir"/kwok/apis/crds/*.yaml "$BIN/crds/"
+cp "$moddir"/kwok/charts/crds/*.yaml "$moddir"/kwok/apis/crds/*.yaml "$BIN/crds/"
 cp "$moddir/kwok/cloudprovider/instance_types.json" "$BIN/default-instance-types.json"
 chmod -R u+w "$BIN"
 
