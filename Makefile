@@ -23,6 +23,7 @@ install: $(STAMP)
 # modules once (about 10 minutes on 2 cores), then reuses them from ~/.cache/kaito-ctrl.
 binaries:
 	@bash hack/build-control-plane.sh >/dev/null
+	@bash hack/build-karpenter.sh >/dev/null
 
 run: install binaries
 	@$(BIN)/kaito-ctrl sandbox up

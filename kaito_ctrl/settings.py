@@ -31,6 +31,16 @@ class Settings:
     node_provisioner: NodeProvisionerMode = field(
         default="nodeclaim", metadata={"help": "how GPU nodes are requested: nodeclaim, machine or byo"}
     )
+    node_class_group: str = field(
+        default="kaito.sh", metadata={"help": "API group of the node class NodeClaims reference"}
+    )
+    node_class_kind: str = field(
+        default="KaitoNodeClass",
+        metadata={"help": "kind of the node class NodeClaims reference (e.g. KWOKNodeClass)"},
+    )
+    node_class_name: str = field(
+        default="default", metadata={"help": "name of the node class NodeClaims reference"}
+    )
     leader_elect: bool = field(
         default=True, metadata={"help": "run controllers only while holding the Lease"}
     )
@@ -113,9 +123,17 @@ class Settings:
                 continue
             values[f.name] = _coerce(f, raw)
         settings = cls(**values)
+        for name in ("node_class_group", "node_class_kind", "node_class_name"):
+            if not getattr(settings, name).strip():
+                raise ValueError(f"--{name.replace('_', '-')} must not be empty")
         if settings.kubeconfig is None and env.get("KUBECONFIG"):
             settings.kubeconfig = env["KUBECONFIG"]
         return settings
+
+
+def node_class_ref(settings: Settings) -> tuple[str, str, str]:
+    """(group, kind, name) of the node class every NodeClaim references."""
+    return (settings.node_class_group, settings.node_class_kind, settings.node_class_name)
 
 
 def _coerce(f: dataclasses.Field[Any], raw: Any) -> Any:

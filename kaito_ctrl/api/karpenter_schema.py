@@ -22,12 +22,12 @@ TAINT = obj(
 
 
 def requirement(with_min_values: bool) -> Schema:
+    operators = ["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
+    if with_min_values:  # karpenter.sh/v1 also knows Gte and Lte
+        operators += ["Gte", "Lte"]
     props: dict[str, Schema] = {
         "key": string("Node label key.", maxLength=316),
-        "operator": string(
-            "In, NotIn, Exists, DoesNotExist, Gt or Lt.",
-            enum=["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"],
-        ),
+        "operator": string(", ".join(operators[:-1]) + " or " + operators[-1] + ".", enum=operators),
         "values": array("Values.", {"type": "string"}, **{"x-kubernetes-list-type": "atomic"}),
     }
     if with_min_values:
@@ -55,6 +55,20 @@ CONDITION = obj(
     required=("type", "status"),
 )
 
+# karpenter.sh/v1 conditions are metav1.Conditions: no severity, a transition time always.
+NODECLAIM_CONDITION = obj(
+    "A status condition.",
+    {
+        "type": string("Condition type."),
+        "status": string("True, False or Unknown.", enum=["True", "False", "Unknown"]),
+        "reason": string("Cause."),
+        "message": string("Details."),
+        "lastTransitionTime": string("When the status changed.", format="date-time"),
+        "observedGeneration": integer("Generation observed."),
+    },
+    required=("type", "status", "lastTransitionTime"),
+)
+
 QUANTITY_MAP = {
     "type": "object",
     "description": "Resource quantities.",
@@ -65,7 +79,7 @@ QUANTITY_MAP = {
 }
 
 
-def node_status(extra: dict[str, Schema]) -> Schema:
+def node_status(extra: dict[str, Schema], condition: Schema = CONDITION) -> Schema:
     return obj(
         "Observed state of the node request.",
         {
@@ -74,7 +88,7 @@ def node_status(extra: dict[str, Schema]) -> Schema:
             "imageID": string("Image of the instance."),
             "capacity": QUANTITY_MAP,
             "allocatable": QUANTITY_MAP,
-            "conditions": array("Lifecycle conditions.", CONDITION),
+            "conditions": array("Lifecycle conditions.", condition),
             **extra,
         },
     )
@@ -172,7 +186,8 @@ def nodeclaim_crd() -> dict[str, Any]:
     schema = obj(
         "NodeClaim is a request for one node (Karpenter v1).",
         {"apiVersion": string("API version."), "kind": string("Kind."), "metadata": {"type": "object"},
-         "spec": spec, "status": node_status({"lastPodEventTime": string("Last pod event.", format="date-time")})},
+         "spec": spec, "status": node_status(
+             {"lastPodEventTime": string("Last pod event.", format="date-time")}, NODECLAIM_CONDITION)},
         required=("spec",),
     )  # fmt: skip
     columns: list[dict[str, Any]] = [

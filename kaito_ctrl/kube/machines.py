@@ -25,6 +25,9 @@ INITIALIZED_LABEL = "karpenter.sh/initialized"
 DO_NOT_DISRUPT_ANNOTATION = "karpenter.sh/do-not-disrupt"
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 UNREGISTERED_TAINT_KEY = "karpenter.sh/unregistered"
+# Kaito's AKS node class: the default reference of every NodeClaim (``--node-class-*`` overrides it).
+AKS_NODE_CLASS = ("kaito.sh", "KaitoNodeClass")
+DEFAULT_NODE_CLASS = (*AKS_NODE_CLASS, "default")
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,7 @@ class NodeObjectAPI:
         annotations: dict[str, str] | None = None,
         taints: list[dict[str, str]] | None = None,
         storage: str | None = None,
-        node_class: tuple[str, str, str] = ("kaito.sh", "KaitoNodeClass", "default"),
+        node_class: tuple[str, str, str] = DEFAULT_NODE_CLASS,
         extra_requirements: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         return node_object_manifest(
@@ -210,7 +213,7 @@ def node_object_manifest(
     annotations: dict[str, str] | None = None,
     taints: list[dict[str, str]] | None = None,
     storage: str | None = None,
-    node_class: tuple[str, str, str] = ("kaito.sh", "KaitoNodeClass", "default"),
+    node_class: tuple[str, str, str] = DEFAULT_NODE_CLASS,
     extra_requirements: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A Machine or NodeClaim requesting one node of ``instance_type``."""
@@ -234,10 +237,13 @@ def node_object_manifest(
     else:
         labels.setdefault(NODEPOOL_LABEL, "kaito")
         requirements.insert(0, {"key": NODEPOOL_LABEL, "operator": "In", "values": ["kaito"]})
-        requirements.append(
-            {"key": "karpenter.azure.com/sku-name", "operator": "In", "values": [instance_type]}
-        )
         class_group, class_kind, class_name = node_class
+        if (class_group, class_kind) == AKS_NODE_CLASS:
+            # Only Azure's providers define this label; another provider (kwok, AWS) would find no
+            # instance type offering it and leave the claim unlaunched.
+            requirements.append(
+                {"key": "karpenter.azure.com/sku-name", "operator": "In", "values": [instance_type]}
+            )
         spec["nodeClassRef"] = {"group": class_group, "kind": class_kind, "name": class_name}
     requirements += extra_requirements or []
     spec["resources"] = {"requests": {"storage": storage or "0"}}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from kaito_ctrl.sandbox import paths
 from kaito_ctrl.sandbox.progress import Progress
-from kaito_ctrl.testing.binaries import ensure_binaries, repo_root
+from kaito_ctrl.testing.binaries import ensure_binaries, ensure_karpenter, repo_root
 
 
 def _running_pid() -> int | None:
@@ -45,6 +45,11 @@ def up(args: argparse.Namespace) -> int:
         "control-plane binaries: building or checking the cache (the first build takes 8-15 min)"
     ):
         bin_dir = ensure_binaries()
+    extra: dict[str, str] = {}
+    if args.node_provisioner == "karpenter":
+        _say("==> Karpenter's kwok provider (built once from sigs.k8s.io/karpenter, then reused)")
+        with progress.during("Karpenter: building or checking the cache (the first build takes 3-5 min)"):
+            extra["KAITO_CTRL_KARPENTER_DIR"] = str(ensure_karpenter())
     _say(f"==> starting the sandbox (logs: {paths.supervisor_log()})")
     paths.ready_file().unlink(missing_ok=True)
     paths.stage_file().unlink(missing_ok=True)
@@ -53,6 +58,7 @@ def up(args: argparse.Namespace) -> int:
         KAITO_CTRL_BIN_DIR=str(bin_dir),
         KAITO_NODE_PROVISIONER=args.node_provisioner,
         KAITO_SANDBOX_REPLICAS=str(args.replicas),
+        **extra,
     )
     with paths.supervisor_log().open("ab") as logf:
         proc = subprocess.Popen(
@@ -130,6 +136,15 @@ def _print_usage() -> int:
         "\nStop it with `kaito-ctrl sandbox down` (or `make down`).",
         flush=True,
     )
+    karp = info.get("karpenter")
+    if karp:
+        print(
+            f"\nNode provisioner: Karpenter {karp['versions'].get('karpenter', '')} (kwok provider, log {karp['log']}).\n"
+            f"kaito-ctrl's NodeClaims reference the {karp['node_class']} node class and NodePool {karp['nodepool']};\n"
+            f"the instance types Karpenter offers are in {karp['instance_types']}.\n"
+            "    kubectl get nodeclaims,nodepools,kwoknodeclasses",
+            flush=True,
+        )
     arm = info.get("fake_arm")
     if arm:
         print(
@@ -170,6 +185,7 @@ def status(args: argparse.Namespace) -> int:
 SANDBOX_EXAMPLES = {
     "up": "examples:\n  kaito-ctrl sandbox up                          # nodeclaim mode, applies the seed's Phi-3 example\n"
     "  kaito-ctrl sandbox up --node-provisioner byo --no-example\n"
+    "  kaito-ctrl sandbox up --node-provisioner karpenter   # nodes launched by the real Karpenter\n"
     "  KAITO_SANDBOX_DIR=/tmp/sb2 kaito-ctrl sandbox up --replicas 2   # a second sandbox, two replicas\n",
     "down": "examples:\n  kaito-ctrl sandbox down\n  KAITO_SANDBOX_DIR=/tmp/sb2 kaito-ctrl sandbox down\n",
     "status": "examples:\n  kaito-ctrl sandbox status && echo running\n",
@@ -192,7 +208,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     u = _sub(ssub, "up", "start the sandbox in the background and print how to use it")
     u.add_argument("--timeout", default=900, help="seconds to wait for readiness (first build excluded)")
     # nodeclaim: GPU nodes are AKS agent pools on the fake ARM server; byo: two kwok GPU nodes up front.
-    u.add_argument("--node-provisioner", choices=["nodeclaim", "machine", "byo"], default="nodeclaim")
+    # karpenter: the real Karpenter (kwok provider) launches the nodes for kaito-ctrl's NodeClaims.
+    u.add_argument(
+        "--node-provisioner", choices=["nodeclaim", "machine", "byo", "karpenter"], default="nodeclaim"
+    )
     u.add_argument("--no-example", action="store_true", help="do not apply the Phi-3 quickstart example")
     u.add_argument("--replicas", type=int, default=1, help="kaito-ctrl replicas (leader election picks one)")
     u.set_defaults(func=up)

@@ -16,10 +16,11 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from kaito_ctrl import logsetup
-from kaito_ctrl.sandbox import paths
+from kaito_ctrl.sandbox import karpenter, paths
 from kaito_ctrl.sandbox.stack import (
     ControllerProcess,
     FakeArmProcess,
@@ -84,16 +85,31 @@ def main() -> int:
     controllers: list[ControllerProcess] = []
     fake_arm: FakeArmProcess | None = None
     standins: StandInProcess | None = None
+    # karpenter: the real Karpenter (kwok provider) reconciles the NodeClaims; kaito-ctrl runs only its
+    # workspace controller, in nodeclaim mode, its claims referencing the KWOKNodeClass.
+    real_karpenter: karpenter.KarpenterProcess | None = None
+    controller_mode = "nodeclaim" if mode == "karpenter" else mode
     try:
         _stage("starting etcd, kube-apiserver, controller-manager, scheduler and kwok")
         cp.start()
         kubeconfig = workdir / "kaito-ctrl.kubeconfig"
         controllers = [
-            ControllerProcess(workdir=root, kubeconfig=kubeconfig, node_provisioner=mode, replica=i)
+            ControllerProcess(
+                workdir=root, kubeconfig=kubeconfig, node_provisioner=controller_mode, replica=i
+            )
             for i in range(replicas)
         ]
         # Every replica serves the webhook on its own port; the apiserver calls the first one's.
-        if mode != "byo":
+        if mode == "karpenter":
+            group, kind, name = karpenter.NODE_CLASS
+            for c in controllers:
+                c.extra_env = {
+                    "KAITO_CONTROLLERS": "workspace",
+                    "KAITO_NODE_CLASS_GROUP": group,
+                    "KAITO_NODE_CLASS_KIND": kind,
+                    "KAITO_NODE_CLASS_NAME": name,
+                }
+        elif mode != "byo":
             shutil.rmtree(root / "fake-arm", ignore_errors=True)
             fake_arm = FakeArmProcess(state_dir=root / "fake-arm", kubeconfig=cp.kubeconfig)
             _stage("starting the fake ARM server (the simulated AKS)")
@@ -103,6 +119,14 @@ def main() -> int:
                 c.extra_env = {**fake_arm.azure_env(), "KAITO_CLOUD_BACKOFF_CAP": "15"}
         _stage("installing the CRDs, RBAC and webhook from manifests/")
         install(cp, controllers[0])
+        if mode == "karpenter":
+            _stage("installing Karpenter's CRDs, the KWOKNodeClass and NodePool; starting Karpenter")
+            karpenter_dir = Path(os.environ["KAITO_CTRL_KARPENTER_DIR"])
+            karpenter.install(cp, karpenter_dir)
+            real_karpenter = karpenter.KarpenterProcess(
+                karpenter_dir=karpenter_dir, workdir=root, kubeconfig=cp.kubeconfig
+            )
+            real_karpenter.start()
         service_account_kubeconfig(cp, kubeconfig)
         _stage("starting the inference stand-ins' manager (POST /chat through the Service)")
         standins = StandInProcess(state_dir=root / "standins", kubeconfig=cp.kubeconfig)
@@ -119,6 +143,11 @@ def main() -> int:
             "started": time.time(),
             "components": sorted(cp.pids()),
             "fake_arm": fake_arm.ready if fake_arm is not None else None,
+            "karpenter": (
+                {**real_karpenter.info(), "versions": read_versions(real_karpenter.karpenter_dir)}
+                if real_karpenter is not None
+                else None
+            ),
         }
         _write_ready(info, controllers)
         restarts: list[float] = []
@@ -128,6 +157,8 @@ def main() -> int:
                 missing.append("fake-arm")
             if standins is not None and not standins.alive():
                 missing.append("stand-in manager")
+            if real_karpenter is not None and not real_karpenter.alive():
+                missing.append("karpenter")
             if missing:
                 _event(event="component exited", components=missing)
                 return 1
@@ -151,6 +182,8 @@ def main() -> int:
             fake_arm.stop()
         if standins is not None:
             standins.stop()
+        if real_karpenter is not None:
+            real_karpenter.stop()
         cp.stop()
 
 

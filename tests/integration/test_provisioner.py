@@ -42,6 +42,17 @@ async def test_claim_goes_launched_registered_initialized_ready_then_terminates(
             assert cond.is_true(obj, type_), (type_, obj["status"])
         assert "karpenter.sh/termination" in obj["metadata"]["finalizers"]
         assert obj["metadata"]["labels"]["node.kubernetes.io/instance-type"] == GPU, "kubectl's TYPE column"
+        if kind == "nodeclaim":
+            # As the real Karpenter writes a launched NodeClaim (e2e/test_sandbox_karpenter.py shows it):
+            # every condition stamped with the observed generation, the resolved offering as labels.
+            generation = obj["metadata"]["generation"]
+            assert {c["type"]: c.get("observedGeneration") for c in obj["status"]["conditions"]} == {
+                t: generation for t in ("Launched", "Registered", "Initialized", "Ready")
+            }
+            assert obj["metadata"]["labels"]["kubernetes.io/arch"] == "amd64"
+            assert obj["metadata"]["labels"]["karpenter.sh/capacity-type"] == "on-demand"
+        else:
+            assert all("observedGeneration" not in c for c in obj["status"]["conditions"])
         status = obj["status"]
         node = await r.kube.get(NODES, status["nodeName"])
         assert node["spec"]["providerID"] == status["providerID"]

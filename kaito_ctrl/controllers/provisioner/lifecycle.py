@@ -80,12 +80,21 @@ class StatusDraft:
     original: dict[str, Any]
     fields: dict[str, Any] = field(default_factory=dict)
     conditions: list[dict[str, Any]] = field(default_factory=list)
+    # Karpenter v1 stamps every NodeClaim condition with the generation it observed; Machines
+    # (v1alpha5) never carried one.
+    generation: int | None = None
 
     @classmethod
     def of(cls, obj: dict[str, Any]) -> StatusDraft:
         status = copy.deepcopy(obj.get("status") or {})
         conditions = list(status.pop("conditions", None) or [])
-        return cls(original=copy.deepcopy(obj.get("status") or {}), fields=status, conditions=conditions)
+        generation = (obj.get("metadata") or {}).get("generation") if obj.get("kind") == "NodeClaim" else None
+        return cls(
+            original=copy.deepcopy(obj.get("status") or {}),
+            fields=status,
+            conditions=conditions,
+            generation=int(generation) if generation is not None else None,
+        )
 
     def as_status(self) -> dict[str, Any]:
         return {**self.fields, "conditions": self.conditions}
@@ -226,7 +235,15 @@ class ClaimLifecycle:
         return i.launched, i.registered, i.initialized, i.ready
 
     def _set(self, draft: StatusDraft, type_: str, status: str, reason: str, message: str = "") -> None:
-        cond.set_condition(draft.conditions, type_, status, reason, message, now=self.clock.now())
+        cond.set_condition(
+            draft.conditions,
+            type_,
+            status,
+            reason,
+            message,
+            now=self.clock.now(),
+            observed_generation=draft.generation,
+        )
 
     def _condition(self, draft: StatusDraft, type_: str) -> dict[str, Any] | None:
         return next((c for c in draft.conditions if c.get("type") == type_), None)
@@ -355,6 +372,10 @@ class ClaimLifecycle:
         }
         if self.api.kind == "nodeclaim":
             wanted["karpenter.azure.com/sku-name"] = vm_size
+            # As Karpenter labels a launched claim with the offering it resolved: AKS agent pools are
+            # amd64 VMs at regular (on-demand) priority.
+            wanted["kubernetes.io/arch"] = "amd64"
+            wanted["karpenter.sh/capacity-type"] = "on-demand"
         have = obj["metadata"].get("labels") or {}
         missing = {k: v for k, v in wanted.items() if have.get(k) != v}
         if missing:

@@ -20,6 +20,7 @@ from kaito_ctrl.controllers.workspace.tenantview import tenant_message
 from kaito_ctrl.kube import conditions as cond
 from kaito_ctrl.kube.informer import SharedInformer
 from kaito_ctrl.kube.machines import (
+    DEFAULT_NODE_CLASS,
     INSTANCE_TYPE_LABEL,
     NodeObjectAPI,
     NodeObjectKind,
@@ -131,7 +132,12 @@ def claim_node_requirements(ws: WorkspaceSpec) -> list[dict[str, Any]]:
     ]
 
 
-def claim_manifest(kind: NodeObjectKind, ws: WorkspaceSpec, name: str) -> dict[str, Any]:
+def claim_manifest(
+    kind: NodeObjectKind,
+    ws: WorkspaceSpec,
+    name: str,
+    node_class: tuple[str, str, str] = DEFAULT_NODE_CLASS,
+) -> dict[str, Any]:
     """The Machine or NodeClaim requesting one of the workspace's nodes (the controller and
     ``kaito-ctrl render`` both build it here)."""
     annotations = {}
@@ -145,6 +151,7 @@ def claim_manifest(kind: NodeObjectKind, ws: WorkspaceSpec, name: str) -> dict[s
         labels={**ws.match_labels, **ws.workspace_labels},
         annotations=annotations,
         storage=f"{ws.preset.disk_gib}Gi" if ws.preset else "1024Gi",
+        node_class=node_class,
     )
 
 
@@ -157,8 +164,15 @@ def node_object_name(ws: WorkspaceSpec, index: int) -> str:
 class KarpenterNodes:
     """NodeClaims or Machines, one per node, labelled with the workspace."""
 
-    def __init__(self, api: NodeObjectAPI, claims: SharedInformer, nodes: SharedInformer) -> None:
+    def __init__(
+        self,
+        api: NodeObjectAPI,
+        claims: SharedInformer,
+        nodes: SharedInformer,
+        node_class: tuple[str, str, str] = DEFAULT_NODE_CLASS,
+    ) -> None:
         self.api = api
+        self.node_class = node_class
         self.claims = claims
         self.nodes = nodes
         self.mode: str = api.kind
@@ -187,7 +201,7 @@ class KarpenterNodes:
             index += 1
             if name in existing:
                 continue
-            await self.api.create(claim_manifest(self.api.kind, ws, name))
+            await self.api.create(claim_manifest(self.api.kind, ws, name, self.node_class))
             existing.add(name)
         states = [state_of(c) for c in claims]
         ready_claims = [s for s in states if s.is_ready]

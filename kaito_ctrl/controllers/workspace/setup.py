@@ -14,7 +14,7 @@ from kaito_ctrl.kube.resources import DEPLOYMENTS, JOBS, NODES, PODS, SERVICES, 
 from kaito_ctrl.runtime.controller import Controller
 from kaito_ctrl.runtime.handlers import Request, enqueue_for_object, enqueue_for_owner, enqueue_mapped, unwrap
 from kaito_ctrl.runtime.manager import Manager
-from kaito_ctrl.settings import Settings
+from kaito_ctrl.settings import Settings, node_class_ref
 
 NAME = "workspace"
 
@@ -51,7 +51,7 @@ def setup(manager: Manager, client: Any, settings: Settings) -> Controller:
     else:
         kind: NodeObjectKind = "machine" if settings.node_provisioner == "machine" else "nodeclaim"
         claims = inf.informer(KINDS[kind].resource, label_selector=L.LABEL_WORKSPACE)
-        provisioner = KarpenterNodes(NodeObjectAPI(client, kind), claims, nodes)
+        provisioner = KarpenterNodes(NodeObjectAPI(client, kind), claims, nodes, node_class_ref(settings))
     reconciler = WorkspaceReconciler(
         client,
         provisioner,
