@@ -118,6 +118,12 @@ REST_CLIENT_REQUEST_DURATION = Histogram(
     buckets=_REST_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+REST_CLIENT_REQUEST_RETRIES = Counter(
+    "rest_client_request_retries_total",
+    "Number of request retries, partitioned by status code, verb, and host.",
+    ["code", "verb", "host"],
+    registry=REGISTRY,
+)
 REST_CLIENT_RATE_LIMITER_DURATION = Histogram(
     "rest_client_rate_limiter_duration_seconds",
     "Client side rate limiter latency in seconds. Broken down by verb, and host.",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -62,6 +63,15 @@ class Settings:
     workspace_workers: int = 4
     provisioner_workers: int = 4
     sync_timeout: float = 60.0
+    # Sized for a controller, not a kubectl: a burst of Workspaces costs ~9 requests each (Karpenter ships
+    # 200/300), the same as kube.throttle's defaults. API Priority and Fairness protects the apiserver;
+    # its 429s are waited out as told (kube/retryafter.py).
+    kube_client_qps: float = field(
+        default=200.0, metadata={"help": "apiserver requests per second this process may send (token bucket)"}
+    )
+    kube_client_burst: int = field(
+        default=300, metadata={"help": "requests this process may send at once above the qps rate"}
+    )
     image_registry: str = field(
         default="mcr.microsoft.com/aks/kaito", metadata={"help": "preset image registry"}
     )
@@ -121,14 +131,29 @@ class Settings:
                 raw = env.get(ENV_PREFIX + f.name.upper())
             if raw is None:
                 continue
-            values[f.name] = _coerce(f, raw)
+            try:
+                values[f.name] = _coerce(f, raw)
+            except ValueError as e:
+                raise ValueError(f"{_names(f.name)}: {e}") from None
         settings = cls(**values)
         for name in ("node_class_group", "node_class_kind", "node_class_name"):
             if not getattr(settings, name).strip():
                 raise ValueError(f"--{name.replace('_', '-')} must not be empty")
         if settings.kubeconfig is None and env.get("KUBECONFIG"):
             settings.kubeconfig = env["KUBECONFIG"]
+        settings.validate()
         return settings
+
+    def validate(self) -> None:
+        """Refuse values no process can run with, naming the flag and its environment variable."""
+        if not (math.isfinite(self.kube_client_qps) and self.kube_client_qps > 0):
+            raise ValueError(f"{_names('kube_client_qps')}: must be > 0, not {self.kube_client_qps}")
+        if self.kube_client_burst < 1:
+            raise ValueError(f"{_names('kube_client_burst')}: must be >= 1, not {self.kube_client_burst}")
+
+
+def _names(name: str) -> str:
+    return f"--{name.replace('_', '-')} ({ENV_PREFIX}{name.upper()})"
 
 
 def node_class_ref(settings: Settings) -> tuple[str, str, str]:

@@ -91,7 +91,9 @@ def setup_controllers(manager: Manager, client: KubeClient, settings: Settings) 
 
 async def run_manager(settings: Settings) -> int:
     tune_gc()
-    client = await KubeClient.auto(settings.kubeconfig)
+    client = await KubeClient.auto(
+        settings.kubeconfig, qps=settings.kube_client_qps, burst=settings.kube_client_burst
+    )
     leader = None
     if settings.leader_elect:
         leader = LeaderElectionConfig(
@@ -118,7 +120,8 @@ async def run_manager(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, manager.stop)
     log.info("kaito-ctrl starting", controllers=controllers, namespace=settings.namespace,
-             node_provisioner=settings.node_provisioner, leader_elect=settings.leader_elect)  # fmt: skip
+             node_provisioner=settings.node_provisioner, leader_elect=settings.leader_elect,
+             kube_client_qps=settings.kube_client_qps, kube_client_burst=settings.kube_client_burst)  # fmt: skip
     try:
         ok = await manager.run()
     finally:
@@ -130,7 +133,10 @@ async def run_manager(settings: Settings) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = Settings.from_sources(args)
+    try:
+        settings = Settings.from_sources(args)
+    except ValueError as e:
+        raise SystemExit(f"kaito-ctrl run: {e}") from None
     if not getattr(args, "namespace", None) and "KAITO_NAMESPACE" not in os.environ:
         settings.namespace = in_cluster_namespace(settings.namespace)
     logsetup.configure(settings.log_level, settings.log_format)  # type: ignore[arg-type]

@@ -21,9 +21,10 @@ import structlog
 from kaito_ctrl import metrics
 from kaito_ctrl.kube import config as kconfig
 from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
-from kaito_ctrl.kube.errors import ApiError, error_for
+from kaito_ctrl.kube.errors import ApiError, TooManyRequests, error_for
 from kaito_ctrl.kube.resources import Resource
-from kaito_ctrl.kube.throttle import TokenBucket
+from kaito_ctrl.kube.retryafter import RetryAfterPolicy
+from kaito_ctrl.kube.throttle import DEFAULT_BURST, DEFAULT_QPS, TokenBucket
 
 log = structlog.get_logger(__name__)
 
@@ -59,15 +60,18 @@ class KubeClient:
         self,
         conn: kconfig.ConnectionConfig,
         *,
-        qps: float = 30,
-        burst: int = 50,
+        qps: float = DEFAULT_QPS,
+        burst: int = DEFAULT_BURST,
         clock: Clock = REAL_CLOCK,
         timeout: float = DEFAULT_TIMEOUT,
+        retry_after: RetryAfterPolicy | None = None,
     ) -> None:
         self.conn = conn
         self.host = conn.server
         self._metric_host = urlsplit(conn.server).netloc
+        self._clock = clock
         self._throttle = TokenBucket(qps, burst, clock)
+        self._retry_after = retry_after or RetryAfterPolicy()
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
         self._discovery: dict[str, tuple[float, set[str]]] = {}
@@ -75,12 +79,17 @@ class KubeClient:
     # ------------------------------------------------------------------ construction
     @classmethod
     async def from_kubeconfig(
-        cls, path: str | None = None, context: str | None = None, *, qps: float = 30, burst: int = 50
+        cls,
+        path: str | None = None,
+        context: str | None = None,
+        *,
+        qps: float = DEFAULT_QPS,
+        burst: int = DEFAULT_BURST,
     ) -> KubeClient:
         return cls(await kconfig.from_kubeconfig(path, context), qps=qps, burst=burst)
 
     @classmethod
-    async def in_cluster(cls, *, qps: float = 30, burst: int = 50) -> KubeClient:
+    async def in_cluster(cls, *, qps: float = DEFAULT_QPS, burst: int = DEFAULT_BURST) -> KubeClient:
         return cls(kconfig.in_cluster(), qps=qps, burst=burst)
 
     @classmethod
@@ -122,6 +131,35 @@ class KubeClient:
 
     # ------------------------------------------------------------------ raw requests
     async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params | None = None,
+        body: bytes | dict[str, Any] | list[Any] | None = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Send a request; a 429 is waited out as its Retry-After says and sent again (``retryafter.py``)."""
+        retries = 0
+        while True:
+            try:
+                return await self._request_once(
+                    method, path, params=params, body=body, content_type=content_type, timeout=timeout
+                )
+            except TooManyRequests as e:
+                wait = self._retry_after.wait(e.retry_after, retries)
+                if wait is None:
+                    raise
+                retries += 1
+                metrics.REST_CLIENT_REQUEST_RETRIES.labels("429", method, self._metric_host).inc()
+                log.warning(
+                    "apiserver asked to retry later; waiting as told", code=429, method=method,
+                    path=path, retry_after=e.retry_after, wait=wait, retry=retries, reason=e.reason,
+                )  # fmt: skip
+                await self._clock.sleep(wait)
+
+    async def _request_once(
         self,
         method: str,
         path: str,

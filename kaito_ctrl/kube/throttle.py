@@ -1,10 +1,20 @@
-"""Client-side request throttling: a token bucket (default 30 qps, burst 50), as client-go's."""
+"""Client-side request throttling: a token bucket, as client-go's.
+
+The defaults are a controller's (Karpenter ships the same), not client-go's 30 qps / burst 50 for kubectl-like
+tools: a burst of Workspaces costs about nine requests each, and at 30 qps 200 Workspaces waited a minute on
+this bucket alone. The apiserver protects itself with API Priority and Fairness (a 429 and Retry-After, which
+the client waits out); this bucket only keeps one process from flooding it. ``kaito-ctrl run`` sets both with
+``--kube-client-qps`` and ``--kube-client-burst``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 
 from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
+
+DEFAULT_QPS = 200.0
+DEFAULT_BURST = 300
 
 
 class TokenBucket:

@@ -43,11 +43,14 @@ def test_helm_chart_renders_the_kustomize_objects(control_plane: ControlPlane) -
 def test_helm_values_change_the_rendered_settings(control_plane: ControlPlane) -> None:
     out = _objects(
         _run(str(control_plane.bin_dir / "helm"), "template", "k", str(REPO / "manifests/helm/kaito-ctrl"),
-             "--set", "nodeProvisioner=machine", "--set", "azure.subscriptionId=sub-1", "--set", "replicas=3")
+             "--set", "nodeProvisioner=machine", "--set", "azure.subscriptionId=sub-1", "--set", "replicas=3",
+             "--set", "kubeClient.qps=50", "--set", "kubeClient.burst=75")
     )  # fmt: skip
     dep = out[("Deployment", "kaito-system", "kaito-ctrl")]
     assert dep["spec"]["replicas"] == 3
-    assert "--node-provisioner=machine" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--node-provisioner=machine" in args
+    assert "--kube-client-qps=50" in args and "--kube-client-burst=75" in args
     assert out[("ConfigMap", "kaito-system", "kaito-ctrl-azure")]["data"]["AZURE_SUBSCRIPTION_ID"] == "sub-1"
 
 
