@@ -21,11 +21,8 @@ LIFECYCLE = ("Launched", "Registered", "Initialized", "Ready")
 
 
 def _example_file(name: str) -> Path:
-    """The seed's examples (examples/inference/ once they move there, examples/ before)."""
-    for candidate in (REPO / "examples" / "inference" / name, REPO / "examples" / name):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(name)
+    """An inference example under examples/inference/ (where the seed's commands look)."""
+    return REPO / "examples" / "inference" / name
 
 
 def _example(file: str, name: str | None = None) -> dict[str, Any]:
@@ -133,7 +130,7 @@ def test_seed_example_ready_on_nodes_launched_by_karpenter_and_deleted_cleanly(
 def test_multi_node_example_gets_one_claim_per_node(karpenter_sandbox: Sandbox, namespace: str) -> None:
     sb = karpenter_sandbox
     sb.kubectl("create", "secret", "generic", "hf-token", "-n", namespace, "--from-literal=token=hf_x")
-    ws = _example("kaito_workspace_multinode.yaml")
+    ws = _example("kaito_workspace_llama_3_3_70b_multinode.yaml")
     name = ws["metadata"]["name"]
     sb.apply_json(namespace, ws)
     wait_for(lambda: _ready(sb, name, namespace), 180, "the multi-node example ready")

@@ -63,17 +63,22 @@ def pull_problem(ref: str) -> str | None:
     return None
 
 
-def pull_warning(path: str, ref: str, *, pushed: bool = False) -> str | None:
+def pull_warning(path: str, ref: str, *, pushed: bool = False, by_puller: bool = False) -> str | None:
     """The admission warning for an image that will not pull (or, for a tuning output, push), naming the
-    field; None when it looks valid."""
+    field; None when it looks valid. ``by_puller``: the image is an argument of a puller init container, not a
+    container image, so the puller fails (and restarts) rather than the kubelet refusing it."""
     problem = pull_problem(ref)
     if problem is None:
         return None
-    verb, later = (
-        ("push", "the tuning Job cannot push its result")
-        if pushed
-        else ("pull", "the pod will report InvalidImageName")
-    )
+    if pushed:
+        verb, later = "push", "the tuning Job cannot push its result"
+    elif by_puller:
+        verb, later = (
+            "pull",
+            "its puller init container will fail and the Workspace will report InvalidImageName",
+        )
+    else:
+        verb, later = "pull", "the pod will report InvalidImageName"
     return (
         f"{path}: {ref!r} will not {verb} as written ({problem}); {later} until it is replaced "
         "(a placeholder? put your registry and image there)"

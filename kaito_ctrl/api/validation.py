@@ -70,12 +70,12 @@ class _Validator:
     def err(self, path: str, message: str) -> None:
         self.errors.append(FieldError(path, message))
 
-    def image(self, path: str, ref: str, *, pushed: bool = False) -> None:
+    def image(self, path: str, ref: str, *, pushed: bool = False, by_puller: bool = False) -> None:
         """Refuse what a Pod would refuse; warn about what only the kubelet would (InvalidImageName)."""
         refused = imageref.refusal(ref)
         if refused:
             self.err(path, f"{ref!r} is not a valid image reference: {refused}")
-        elif (warning := imageref.pull_warning(path, ref, pushed=pushed)) is not None:
+        elif (warning := imageref.pull_warning(path, ref, pushed=pushed, by_puller=by_puller)) is not None:
             self.warnings.append(warning)
 
     # ------------------------------------------------------------------ top level
@@ -423,7 +423,7 @@ class _Validator:
                 if not source.get("image") and source.get("volumeSource") is None:
                     self.err(f"{path}.source.image", "set the adapter image (or a volumeSource)")
                 elif source.get("image"):
-                    self.image(f"{path}.source.image", str(source["image"]))
+                    self.image(f"{path}.source.image", str(source["image"]), by_puller=True)
             strength = adapter.get("strength")
             if strength is not None and not STRENGTH.fullmatch(str(strength)):
                 self.err(f"{path}.strength", f"{short(strength)} is not a number; use a value from 0 to 1")

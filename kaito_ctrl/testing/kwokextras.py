@@ -1,8 +1,9 @@
 """What kwok needs beyond its shipped stages for the sandbox to behave like a cluster:
 
 - a Pod stage that does what a kubelet does with an image reference that does not parse: the container waits
-  with ``InvalidImageName`` and the pod never runs (the shipped ``pod-ready`` stage is narrowed so it leaves
-  those pods alone);
+  with ``InvalidImageName`` and the pod never runs, and one that does what an adapter puller does with an
+  adapter image that does not parse: it exits 1 and restarts with back-off (the shipped ``pod-ready`` stage is
+  narrowed so it leaves both kinds of pod alone);
 - the CustomResourceDefinitions of kwok's ``PortForward`` and ``Logs`` objects, which kwok watches with
   ``--enable-crds`` so the sandbox can point a pod's port-forward and ``kubectl logs`` at a local process
   (written here as open schemas; kwok validates the objects itself).
@@ -20,6 +21,17 @@ from kaito_ctrl.api.imageref import PULLABLE_PATTERN
 _ESCAPED = PULLABLE_PATTERN.replace("\\", "\\\\")  # a jq / Go string literal needs backslashes doubled
 INVALID_IMAGE_QUERY = (
     f'[(.spec.initContainers // [])[], (.spec.containers // [])[] | .image | test("{_ESCAPED}") | not] | any'
+)
+# True when an adapter puller init container (argv: sh -c SCRIPT puller IMAGE DEST AUTHDIR, see
+# controllers/workspace/inference_pod.py) is to pull an image that does not parse. kwok runs no process, so
+# the stage below does what the script does on a real node with such an image: skopeo refuses the reference,
+# the script exits 1 and the kubelet restarts it with back-off.
+PULLER_BAD_QUERY = (
+    '[(.spec.initContainers // [])[] | select((.command // [])[3] == "puller") | (.command[4] // "")'
+    f' | test("{_ESCAPED}") | not] | any'
+)
+_WAITING_CRASH = (
+    '[(.status.initContainerStatuses // [])[] | .state.waiting.reason == "CrashLoopBackOff"] | any'
 )
 _WAITING_INVALID = (
     "[(.status.initContainerStatuses // [])[], (.status.containerStatuses // [])[]"
@@ -75,6 +87,88 @@ phase: Pending
 """.replace("@PULLABLE@", _ESCAPED)
 
 
+_PULLER_FAILS_STATUS = """
+{{ $now := Now }}
+{{ $valid := "@PULLABLE@" }}
+{{ $pod := .metadata.name }}
+{{ $failed := false }}
+conditions:
+- {lastTransitionTime: {{ $now | Quote }}, status: "False", type: Initialized, reason: ContainersNotInitialized}
+- {lastTransitionTime: {{ $now | Quote }}, status: "False", type: Ready, reason: ContainersNotReady}
+- {lastTransitionTime: {{ $now | Quote }}, status: "False", type: ContainersReady, reason: ContainersNotReady}
+- {lastTransitionTime: {{ $now | Quote }}, status: "True", type: PodScheduled}
+initContainerStatuses:
+{{ range .spec.initContainers }}
+{{ $bad := "" }}
+{{ with .command }}{{ if gt (len .) 4 }}{{ if eq (index . 3) "puller" }}{{ if not (regexMatch $valid (index . 4)) }}{{ $bad = index . 4 }}{{ end }}{{ end }}{{ end }}{{ end }}
+- image: {{ .image | Quote }}
+  name: {{ .name | Quote }}
+  ready: false
+{{ if $failed }}
+  restartCount: 0
+  state:
+    waiting:
+      reason: PodInitializing
+{{ else if $bad }}
+  restartCount: 1
+  lastState:
+    terminated:
+      exitCode: 1
+      reason: Error
+      startedAt: {{ $now | Quote }}
+      finishedAt: {{ $now | Quote }}
+      message: {{ printf "level=fatal msg=%q; cannot pull adapter image %s" (printf "Invalid source name docker://%s: invalid reference format" $bad) $bad | Quote }}
+  state:
+    waiting:
+      reason: CrashLoopBackOff
+      message: {{ printf "back-off 10s restarting failed container=%s pod=%s" .name $pod | Quote }}
+{{ $failed = true }}
+{{ else }}
+  restartCount: 0
+  state:
+    terminated:
+      exitCode: 0
+      reason: Completed
+      startedAt: {{ $now | Quote }}
+      finishedAt: {{ $now | Quote }}
+{{ end }}
+{{ end }}
+containerStatuses:
+{{ range .spec.containers }}
+- image: {{ .image | Quote }}
+  name: {{ .name | Quote }}
+  ready: false
+  restartCount: 0
+  state:
+    waiting:
+      reason: PodInitializing
+{{ end }}
+phase: Pending
+""".replace("@PULLABLE@", _ESCAPED)
+
+
+def adapter_puller_fails_stage() -> dict[str, Any]:
+    return {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": "pod-adapter-puller-fails"},
+        "spec": {
+            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
+            "selector": {
+                "matchExpressions": [
+                    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
+                    {"key": ".status.phase", "operator": "In", "values": ["Pending"]},
+                    # A pod whose own images do not parse is the other stage's: the kubelet refuses it first.
+                    {"key": INVALID_IMAGE_QUERY, "operator": "NotIn", "values": ["true"]},
+                    {"key": PULLER_BAD_QUERY, "operator": "In", "values": ["true"]},
+                    {"key": _WAITING_CRASH, "operator": "NotIn", "values": ["true"]},
+                ]
+            },
+            "next": {"statusTemplate": _PULLER_FAILS_STATUS},
+        },
+    }
+
+
 def invalid_image_stage() -> dict[str, Any]:
     return {
         "apiVersion": "kwok.x-k8s.io/v1alpha1",
@@ -104,11 +198,13 @@ def compose_stages(shipped: list[str]) -> str:
             if not doc:
                 continue
             if doc.get("kind") == "Stage" and doc["metadata"]["name"] == "pod-ready":
-                doc["spec"]["selector"]["matchExpressions"].append(
-                    {"key": INVALID_IMAGE_QUERY, "operator": "NotIn", "values": ["true"]}
-                )
+                doc["spec"]["selector"]["matchExpressions"] += [
+                    {"key": INVALID_IMAGE_QUERY, "operator": "NotIn", "values": ["true"]},
+                    {"key": PULLER_BAD_QUERY, "operator": "NotIn", "values": ["true"]},
+                ]
             docs.append(doc)
     docs.append(invalid_image_stage())
+    docs.append(adapter_puller_fails_stage())
     return "\n---\n".join(yaml.safe_dump(d, sort_keys=False, width=1000) for d in docs)
 
 

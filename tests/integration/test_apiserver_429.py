@@ -112,8 +112,18 @@ async def test_429s_are_waited_out_and_never_fail_the_workspace(
 ) -> None:
     proxy, through, direct = proxied
     label = f"apf-{namespace}"
-    control_plane.add_gpu_node(GpuNodeSpec(f"apf-{namespace}", extra_labels={"apps": label}))
-    ws: dict[str, Any] = yaml.safe_load((REPO / "examples/kaito_workspace_phi_3.yaml").read_text())
+    ws: dict[str, Any] = yaml.safe_load((REPO / "examples/inference/kaito_workspace_phi_3.yaml").read_text())
+    # A BYO node of the seed's instance type (Standard_NC6s_v3: one V100).
+    control_plane.add_gpu_node(
+        GpuNodeSpec(
+            f"apf-{namespace}",
+            instance_type=ws["resource"]["instanceType"],
+            gpus=1,
+            cpu="6",
+            memory="112Gi",
+            extra_labels={"apps": label},
+        )
+    )
     ws["resource"]["labelSelector"]["matchLabels"]["apps"] = label
     name = ws["metadata"]["name"]
     host = proxy.url.removeprefix("http://")

@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from kaito_ctrl.controllers.workspace.inference_pod import adapter_pieces
+from kaito_ctrl.controllers.workspace.rootcause import pod_problem
 from kaito_ctrl.testing.controlplane import ControlPlane, ControlPlaneOptions, free_port
 from kaito_ctrl.testing.gpunodes import GpuNodeSpec
 
@@ -109,6 +111,51 @@ class _Hello(BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         pass
+
+
+def _adapter_pod(name: str, adapter_image: str) -> dict[str, Any]:
+    """A pod with the init containers the renderer gives an image adapter (the skopeo puller, whose argument
+    is the adapter image), so the stage is tested against what the controller really creates."""
+    inits, volumes, _, _ = adapter_pieces({"adapters": [{"source": {"name": "ad", "image": adapter_image}}]})
+    pod = _pod(name, "mcr.microsoft.com/aks/kaito/kaito-base:0.5.0")
+    pod["spec"]["initContainers"] = inits
+    pod["spec"]["volumes"] = volumes
+    return pod
+
+
+def test_an_adapter_puller_with_an_unparsable_image_fails_and_restarts(debug_cp: ControlPlane) -> None:
+    debug_cp.apply_objects(
+        [
+            _adapter_pod("puller-bad", "ACR_REPO_HERE.azurecr.io/ADAPTER_HERE:0.0.1"),
+            _adapter_pod("puller-good", "myregistry.azurecr.io/adapter:0.0.1"),
+        ]
+    )
+
+    def puller(name: str) -> dict[str, Any]:
+        statuses = _get(debug_cp, name).get("status", {}).get("initContainerStatuses") or [{}]
+        return dict(statuses[0])
+
+    bad = _wait(
+        lambda: (
+            (s := puller("puller-bad")).get("state", {}).get("waiting", {}).get("reason")
+            == "CrashLoopBackOff"
+            and s
+        ),
+        30,
+        "the bad puller in CrashLoopBackOff",
+    )
+    assert bad["name"] == "puller-ad" and bad["lastState"]["terminated"]["exitCode"] == 1
+    assert "ADAPTER_HERE" in bad["lastState"]["terminated"]["message"]
+    pod = _get(debug_cp, "puller-bad")
+    assert pod["status"]["phase"] == "Pending"
+    assert pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "PodInitializing"
+    # The Workspace controller's reading of that pod names the adapter image and the cause.
+    reason, message = pod_problem(pod) or ("", "")
+    assert reason == "InvalidImageName" and "ADAPTER_HERE" in message and "puller-ad" in message
+    assert _wait(
+        lambda: _get(debug_cp, "puller-good").get("status", {}).get("phase") == "Running", 30, "good runs"
+    )
+    assert pod_problem(_get(debug_cp, "puller-good")) is None
 
 
 def test_port_forward_and_logs_reach_a_local_process(debug_cp: ControlPlane, tmp_path: Path) -> None:

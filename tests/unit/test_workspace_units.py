@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from kaito_ctrl.controllers.workspace.inference_pod import adapter_pieces
 from kaito_ctrl.controllers.workspace.nodes import node_object_name
 from kaito_ctrl.controllers.workspace.rootcause import pod_problem, pods_root_cause
 from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
@@ -261,3 +262,23 @@ def test_covers_accepts_server_defaults_and_rejects_drift() -> None:
     assert not covers({"spec": {"replicas": 2}}, {"spec": {"replicas": 1}})
     assert covers({"spec": {"replicas": 1, "paused": False}}, {"spec": {"replicas": 1}})
     assert not covers({"a": True}, {"a": 1}) and covers({"a": "2"}, {"a": 2})
+
+
+def test_a_failing_adapter_puller_names_the_adapter_image_and_why() -> None:
+    inits, _, _, _ = adapter_pieces({"adapters": [{"source": {"name": "ad", "image": "reg.io/ad:1"}}]})
+    failed = {
+        "name": "puller-ad",
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": {"exitCode": 1, "message": "cannot pull adapter image reg.io/ad:1"}},
+    }
+    pod = {
+        "metadata": {"name": "p"},
+        "spec": {"initContainers": inits},
+        "status": {"initContainerStatuses": [failed]},
+    }
+    reason, message = pod_problem(pod) or ("", "")
+    assert reason == "ImagePullError"
+    assert "'reg.io/ad:1'" in message and "puller-ad" in message and "imagePullSecrets" in message
+    # Still running its first attempt: not a problem yet.
+    pod["status"]["initContainerStatuses"] = [{"name": "puller-ad", "state": {"running": {}}}]
+    assert pod_problem(pod) is None

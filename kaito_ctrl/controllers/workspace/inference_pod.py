@@ -38,6 +38,18 @@ ADAPTER_VOLUME = {"name": "adapter-volume", "emptyDir": {}}
 ADAPTER_MOUNT = {"name": "adapter-volume", "mountPath": rt.ADAPTERS_DIR}
 
 
+PULLER_ARGV0 = "puller"  # $0 of the script; the adapter image is $1, the argv element after it
+
+
+def puller_image(container: Mapping[str, Any]) -> str | None:
+    """The adapter image an adapter puller init container pulls (its argv ``$1``), or None for any other
+    container."""
+    command = container.get("command") or []
+    if len(command) > 4 and command[3] == PULLER_ARGV0:
+        return str(command[4])
+    return None
+
+
 def tolerations() -> list[dict[str, Any]]:
     return [
         {"effect": "NoSchedule", "operator": "Exists", "key": "nvidia.com/gpu"},
@@ -135,9 +147,12 @@ def adapter_pieces(inference: Mapping[str, Any]) -> tuple[list[Any], list[Any], 
             {
                 "name": f"puller-{name}",
                 "image": PULLER_IMAGE,
-                "command": ["/bin/sh", "-c", PULLER_SCRIPT, "puller", str(source.get("image") or ""),
+                "command": ["/bin/sh", "-c", PULLER_SCRIPT, PULLER_ARGV0, str(source.get("image") or ""),
                             f"{rt.ADAPTERS_DIR}/{name}", PULLER_AUTH_DIR],
                 "securityContext": HELPER_SECURITY_CONTEXT,
+                # The script's last words ("cannot pull adapter image ...") become the container's termination
+                # message, so `kubectl describe` and the Workspace condition can say why it failed.
+                "terminationMessagePolicy": "FallbackToLogsOnError",
                 "volumeMounts": puller_mounts,
             }
         )  # fmt: skip

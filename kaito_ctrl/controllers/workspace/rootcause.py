@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from kaito_ctrl.api import imageref
+from kaito_ctrl.controllers.workspace.inference_pod import puller_image
+
 # Container waiting/terminated reasons -> InferenceReady reason (Kaito's names).
 _WAITING = {
     "CrashLoopBackOff": "ContainerCrashLoopBackOff",
@@ -30,6 +33,14 @@ def pod_problem(pod: dict[str, Any]) -> tuple[str, str] | None:
             and c.get("reason") == "Unschedulable"
         ):
             return "Unschedulable", f"pod {name} cannot be scheduled: {c.get('message', '')}"
+    pulled = {
+        c.get("name"): image
+        for c in (pod.get("spec") or {}).get("initContainers") or []
+        if (image := puller_image(c)) is not None
+    }
+    for cs in status.get("initContainerStatuses") or []:
+        if cs.get("name") in pulled and (failure := _puller_failure(cs, pulled[cs.get("name")], name)):
+            return failure
     for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
         for state in (cs.get("state") or {}, cs.get("lastState") or {}):
             terminated = state.get("terminated") or {}
@@ -45,6 +56,34 @@ def pod_problem(pod: dict[str, Any]) -> tuple[str, str] | None:
                 reason
             ], f"container {cs.get('name')} of pod {name}: {reason}: {waiting.get('message', '')}".strip()
     return None
+
+
+def _puller_failure(cs: dict[str, Any], image: str, pod: str) -> tuple[str, str] | None:
+    """An adapter puller that exits non-zero: the adapter image never reached the pod. Its container image
+    (skopeo) is fine, so the kubelet says only CrashLoopBackOff; name the adapter image and why instead."""
+    waiting = (cs.get("state") or {}).get("waiting") or {}
+    terminated = (
+        (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated") or {}
+    )
+    failed = waiting.get("reason") == "CrashLoopBackOff" or (terminated.get("exitCode") or 0) != 0
+    if not failed:
+        return None
+    said = " ".join(str(terminated.get("message") or "").split())
+    tail = f" (it said: {said})" if said else ""
+    problem = imageref.pull_problem(image)
+    if problem is not None:
+        # The same cause the kubelet names InvalidImageName when such a reference is a container's image.
+        return (
+            "InvalidImageName",
+            f"init container {cs.get('name')} of pod {pod} cannot pull adapter image {image!r}: it does not "
+            f"parse ({problem}); replace it with your registry and image{tail}",
+        )
+    return (
+        "ImagePullError",
+        f"init container {cs.get('name')} of pod {pod} failed to pull adapter image {image!r} "
+        f"(exit {terminated.get('exitCode', '?')}, {waiting.get('reason') or terminated.get('reason') or 'Error'})"
+        f"{tail}; check the image and its imagePullSecrets",
+    )
 
 
 def pods_root_cause(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
