@@ -212,3 +212,10 @@ def test_only_a_location_wide_restriction_takes_a_size_away() -> None:
     assert _location_restriction(zonal, "eastus") is None
     assert _location_restriction(regional, "EastUS") == "NotAvailableForSubscription"
     assert _location_restriction(regional, "westus") is None
+
+
+def test_the_static_token_is_not_in_the_settings_repr() -> None:
+    token = "tok-5f1e9c-not-for-logs"
+    settings = AzureSettings("s", "rg", "c", "l", credential="static", static_token=token)
+    assert token not in repr(settings) and token not in str(settings)
+    assert settings.static_token == token

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 CredentialKind = Literal["default", "workload", "managed", "static"]
@@ -44,8 +44,9 @@ class AzureSettings:
     credential: CredentialKind = "default"
     client_id: str | None = None
     tenant_id: str | None = None
-    # Only for credential "static" (the fake ARM server); never logged.
-    static_token: str | None = None
+    # Only for credential "static" (the fake ARM server); never logged, and kept out of repr so a settings
+    # dump in a traceback or a debug log cannot leak it.
+    static_token: str | None = field(default=None, repr=False)
     # Overrides the SDK's AKS api-version when a region or cloud lags behind it.
     aks_api_version: str | None = None
     # Seconds between LRO polls when ARM sends no Retry-After (the SDK default is 30).
