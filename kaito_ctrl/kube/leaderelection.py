@@ -9,6 +9,7 @@ renewal within ``renew_deadline`` means leadership is lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import random
 import socket
@@ -33,6 +34,10 @@ LeaseClient = CreateReplace
 
 def default_identity() -> str:
     return f"{socket.gethostname()}_{uuid.uuid4()}"
+
+
+def _describe(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"[:300]
 
 
 def micro_time(ts: float) -> str:
@@ -168,29 +173,50 @@ class LeaderElector:
                     self._gauge.set(1)
                     self._log.info("acquired leader lease")
                     return
-            except (ApiError, OSError, TimeoutError) as e:
-                self._log.warning("leader election attempt failed", error=str(e)[:300])
+            except Exception as e:  # whatever the transport raises, this attempt failed; try again
+                self._log.warning("leader election attempt failed", error=_describe(e))
             await self._sleep_jittered(self.config.retry_period)
 
+    async def _attempt_within(self, seconds: float) -> bool:
+        """One renewal, abandoned after ``seconds`` on this elector's clock (so a black-holed connection
+        cannot hold leadership past the deadline, and tests can drive it with a fake clock)."""
+        attempt = asyncio.ensure_future(self.try_acquire_or_renew())
+        timer = asyncio.ensure_future(self.clock.sleep(max(seconds, 0.0)))
+        try:
+            done, _ = await asyncio.wait({attempt, timer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            if not attempt.done():
+                attempt.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await attempt
+        if attempt not in done or attempt.cancelled():
+            raise TimeoutError(f"lease renewal did not finish within {seconds:.1f}s")
+        return attempt.result()
+
     async def renew_until_lost(self) -> None:
-        """Keep renewing; return when no renewal succeeded within the renew deadline."""
+        """Keep renewing; return once no renewal has succeeded for ``renew_deadline`` (client-go's bound).
+
+        Any exception from an attempt is a failed renewal: a disconnect the client did not anticipate must
+        end leadership, never escape with the manager still believing it leads."""
         last_renew = self.clock.monotonic()
         while True:
-            await self.clock.sleep(self.config.retry_period)
-            try:
-                ok = await asyncio.wait_for(
-                    self.try_acquire_or_renew(), timeout=max(self.config.renew_deadline / 2, 1.0)
-                )
-            except (ApiError, OSError, TimeoutError) as e:
-                self._log.warning("lease renewal failed", error=str(e)[:300])
-                ok = False
+            remaining = last_renew + self.config.renew_deadline - self.clock.monotonic()
+            await self.clock.sleep(min(self.config.retry_period, max(remaining, 0.0)))
+            remaining = last_renew + self.config.renew_deadline - self.clock.monotonic()
+            ok = False
+            if remaining > 0:
+                try:
+                    ok = await self._attempt_within(remaining)
+                except Exception as e:
+                    self._log.warning("lease renewal failed", error=_describe(e))
             now = self.clock.monotonic()
             if ok:
                 last_renew = now
             elif now - last_renew >= self.config.renew_deadline:
                 self._leading = False
                 self._gauge.set(0)
-                self._log.error("leader lease lost")
+                self._log.error("leader lease lost", renew_deadline=self.config.renew_deadline)
                 return
 
     async def release(self) -> None:
@@ -206,13 +232,16 @@ class LeaderElector:
         )
         try:
             await self.client.replace(LEASES, lease)
-        except ApiError as e:
-            self._log.warning("could not release the lease", error=str(e)[:300])
+        except Exception as e:  # the successor then waits for expiry instead; nothing else to do
+            self._log.warning("could not release the lease", error=_describe(e))
         self._leading = False
         self._gauge.set(0)
 
     async def run(self, on_started: Callable[[], None], on_stopped: Callable[[], None]) -> None:
-        """Acquire, call ``on_started``, renew until lost, call ``on_stopped``. Cancel to stop."""
+        """Acquire, call ``on_started``, renew until lost, call ``on_stopped``. Cancel to stop.
+
+        Should anything escape (a bug), leadership is given up in our own books before it propagates, so the
+        caller never sees ``is_leader`` true from an elector that no longer renews."""
         try:
             await self.acquire()
             on_started()
@@ -221,4 +250,8 @@ class LeaderElector:
         except asyncio.CancelledError:
             if self.config.release_on_cancel:
                 await asyncio.shield(self.release())
+            raise
+        except BaseException:
+            self._leading = False
+            self._gauge.set(0)
             raise

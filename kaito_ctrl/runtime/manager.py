@@ -2,8 +2,9 @@
 
 Start: servers, then informers (waiting for their caches with a timeout), then — only while holding the
 leader Lease — the controllers. Stop, in order: controllers (draining their queues), informers, servers,
-and the lease last (released if configured). Losing the lease stops the controllers and makes ``run``
-return False, so the process exits and restarts clean, as controller-runtime does.
+and the lease last (released if configured). Losing the lease, or the elector task ending for any reason,
+cancels the controllers and leader-only tasks at once (no drain) and makes ``run`` return False, so the
+process exits non-zero and restarts clean, as controller-runtime does.
 """
 
 from __future__ import annotations
@@ -110,7 +111,17 @@ class Manager:
         else:
             self._start_leading()
         try:
-            await self._stop.wait()
+            stop = asyncio.ensure_future(self._stop.wait())
+            watched = {stop} if election is None else {stop, election}
+            try:
+                await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
+            if election is not None and election.done() and not self._stop.is_set():
+                # The elector ended without reporting loss: it crashed. Fail closed: we may no longer lead.
+                self._lost = True
+                log.error("leader election task ended unexpectedly; treating it as loss of leadership",
+                          error=repr(election.exception()) if not election.cancelled() else "cancelled")  # fmt: skip
         finally:
             await self._shutdown(election)
         return not self._lost
@@ -126,7 +137,14 @@ class Manager:
         self._stop.set()
 
     async def _shutdown(self, election: asyncio.Task[None] | None) -> None:
-        await asyncio.gather(*(c.stop(self.drain_timeout) for c in self.controllers))
+        if self._lost:
+            # Leadership lost: a successor may already be writing, so stop at once, without draining
+            # (controller-runtime likewise skips graceful shutdown on unintended loss). Leader-only tasks go first.
+            for t in self._leader_tasks:
+                t.cancel()
+            await asyncio.gather(*(c.stop(0) for c in self.controllers))
+        else:
+            await asyncio.gather(*(c.stop(self.drain_timeout) for c in self.controllers))
         for t in [*self._leader_tasks, *self._tasks]:
             t.cancel()
         for t in [*self._leader_tasks, *self._tasks]:

@@ -7,6 +7,7 @@ import asyncio
 import copy
 from typing import Any
 
+import aiohttp
 import pytest
 
 from kaito_ctrl.kube.clock import FakeClock
@@ -20,10 +21,12 @@ class FakeLeases:
         self.objs: dict[str, dict[str, Any]] = {}
         self.rv = 0
         self.fail = False
+        # What a failing call raises: by default what the first tests assumed; the fail-closed tests use others.
+        self.error: Exception = OSError("apiserver unreachable")
+        self.hang = False  # a black-holed connection: calls never return
 
     async def get(self, res: Resource, name: str, namespace: str | None = None) -> dict[str, Any]:
-        if self.fail:
-            raise OSError("apiserver unreachable")
+        await self._maybe_fail()
         if name not in self.objs:
             raise NotFound(404, "NotFound", name)
         return copy.deepcopy(self.objs[name])
@@ -31,8 +34,7 @@ class FakeLeases:
     async def create(
         self, res: Resource, obj: dict[str, Any], namespace: str | None = None
     ) -> dict[str, Any]:
-        if self.fail:
-            raise OSError("apiserver unreachable")
+        await self._maybe_fail()
         name = obj["metadata"]["name"]
         if name in self.objs:
             raise Conflict(409, "AlreadyExists", name)
@@ -43,8 +45,7 @@ class FakeLeases:
         return copy.deepcopy(obj)
 
     async def replace(self, res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
-        if self.fail:
-            raise OSError("apiserver unreachable")
+        await self._maybe_fail()
         name = obj["metadata"]["name"]
         if self.objs[name]["metadata"]["resourceVersion"] != obj["metadata"].get("resourceVersion"):
             raise Conflict(409, "Conflict", "stale")
@@ -53,6 +54,12 @@ class FakeLeases:
         obj["metadata"]["resourceVersion"] = str(self.rv)
         self.objs[name] = obj
         return copy.deepcopy(obj)
+
+    async def _maybe_fail(self) -> None:
+        if self.hang:
+            await asyncio.Event().wait()
+        if self.fail:
+            raise self.error
 
 
 def _cfg(identity: str, **kw: Any) -> LeaderElectionConfig:
@@ -127,3 +134,65 @@ async def test_release_on_cancel_lets_a_successor_in_at_once() -> None:
         await task
     assert store.objs["lead"]["spec"]["holderIdentity"] == ""
     assert await b.try_acquire_or_renew()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        aiohttp.ServerDisconnectedError(),
+        aiohttp.ClientPayloadError("truncated"),
+        RuntimeError("something nobody anticipated"),
+        ValueError("bad json"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+async def test_any_renewal_error_ends_leadership_within_the_renew_deadline(error: Exception) -> None:
+    clock = FakeClock()
+    store = FakeLeases()
+    a = LeaderElector(store, _cfg("a"), clock=clock)
+    started, stopped = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(a.run(started.set, stopped.set))
+    await asyncio.wait_for(started.wait(), 1)
+    store.fail, store.error = True, error
+    lost_by = clock.monotonic() + a.config.renew_deadline + a.config.retry_period
+    while not stopped.is_set():
+        assert clock.monotonic() <= lost_by, "still leading past the renew deadline"
+        await clock.advance(0.5)
+    assert not a.is_leader and task.done() and task.exception() is None
+
+
+async def test_a_black_holed_renewal_ends_leadership_at_the_renew_deadline() -> None:
+    clock = FakeClock()
+    store = FakeLeases()
+    a = LeaderElector(store, _cfg("a"), clock=clock)
+    started, stopped = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(a.run(started.set, stopped.set))
+    await asyncio.wait_for(started.wait(), 1)
+    await clock.advance(2.0)  # one successful renewal
+    assert a.is_leader and not stopped.is_set()
+    last_success = clock.monotonic()
+    store.hang = True
+    while not stopped.is_set():
+        await clock.advance(0.25)
+        assert clock.monotonic() <= last_success + a.config.renew_deadline + 0.25
+    assert not a.is_leader
+    await task
+
+
+async def test_an_elector_that_crashes_does_not_claim_to_lead() -> None:
+    clock = FakeClock()
+    store = FakeLeases()
+    a = LeaderElector(store, _cfg("a"), clock=clock)
+    started = asyncio.Event()
+
+    def boom() -> None:
+        raise RuntimeError("on_stopped bug")
+
+    task = asyncio.create_task(a.run(started.set, boom))
+    await asyncio.wait_for(started.wait(), 1)
+    store.fail = True
+    while not task.done():
+        await clock.advance(1.0)
+    with pytest.raises(RuntimeError):
+        task.result()
+    assert not a.is_leader
