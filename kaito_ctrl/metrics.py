@@ -146,3 +146,11 @@ LEADER_ELECTION_SLOWPATH = Counter(
     ["name"],
     registry=REGISTRY,
 )
+
+# --- supervised background tasks (runtime/supervisor.py) ---
+TASK_RESTARTS = Counter(
+    "kaito_ctrl_task_restarts",
+    "Times a supervised background task (GC, webhook, ...) raised and was restarted.",
+    ["task"],
+    registry=REGISTRY,
+)

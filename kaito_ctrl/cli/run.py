@@ -113,7 +113,7 @@ async def run_manager(settings: Settings) -> int:
     )
     if settings.webhook:
         webhook = build_webhook(client, settings)
-        manager.add_runnable(webhook.run, needs_leader=False)
+        manager.add_runnable(webhook.run, needs_leader=False, name="webhook")
         manager.add_readyz_check("webhook", webhook.ready.is_set)
     controllers = setup_controllers(manager, client, settings)
     loop = asyncio.get_running_loop()

@@ -21,10 +21,17 @@ from kaito_ctrl.kube.informer import InformerFactory, ListWatchClient
 from kaito_ctrl.kube.leaderelection import LeaderElectionConfig, LeaderElector, LeaseClient
 from kaito_ctrl.runtime.controller import Controller
 from kaito_ctrl.runtime.server import Check, Checks, HTTPServer, build_app
+from kaito_ctrl.runtime.supervisor import SupervisedTask
 
 log = structlog.get_logger(__name__)
 
 Runnable = Callable[[], Coroutine[Any, Any, None]]
+
+
+def _runnable_name(runnable: Runnable) -> str:
+    owner = getattr(runnable, "__self__", None)
+    base = getattr(runnable, "__name__", "task")
+    return f"{type(owner).__name__}.{base}" if owner is not None else base
 
 
 class Manager:
@@ -48,8 +55,8 @@ class Manager:
         self.drain_timeout = drain_timeout
         self.healthz = Checks()
         self.readyz = Checks()
-        self._leader_runnables: list[Runnable] = []
-        self._runnables: list[Runnable] = []
+        self._leader_runnables: list[SupervisedTask] = []
+        self._runnables: list[SupervisedTask] = []
         self._leader_tasks: list[asyncio.Task[None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
@@ -74,9 +81,12 @@ class Manager:
     def add_controller(self, controller: Controller) -> None:
         self.controllers.append(controller)
 
-    def add_runnable(self, runnable: Runnable, *, needs_leader: bool) -> None:
-        """A long-running coroutine (a GC loop, a webhook server): leader-only or on every replica."""
-        (self._leader_runnables if needs_leader else self._runnables).append(runnable)
+    def add_runnable(self, runnable: Runnable, *, needs_leader: bool, name: str | None = None) -> None:
+        """A long-running coroutine (a GC loop, a webhook server): leader-only or on every replica. It runs
+        supervised (restarted with backoff if it raises) and has a /healthz check ``task:<name>``."""
+        task = SupervisedTask(name or _runnable_name(runnable), runnable, clock=self.clock)
+        (self._leader_runnables if needs_leader else self._runnables).append(task)
+        self.healthz.add(f"task:{task.name}", task.healthy)
 
     def add_healthz_check(self, name: str, check: Check) -> None:
         self.healthz.add(name, check)
@@ -101,7 +111,7 @@ class Manager:
         for server in self._servers:
             await server.start()
         self.informers.start_all()
-        self._tasks = [asyncio.create_task(r()) for r in self._runnables]
+        self._tasks = [asyncio.create_task(r.run(), name=r.name) for r in self._runnables]
         synced = await self.informers.wait_for_sync(self.sync_timeout)
         if not synced:
             log.warning("caches not synced in time; readiness stays false until they are")
@@ -130,7 +140,7 @@ class Manager:
         log.info("starting controllers", controllers=[c.name for c in self.controllers])
         for c in self.controllers:
             c.start()
-        self._leader_tasks = [asyncio.create_task(r()) for r in self._leader_runnables]
+        self._leader_tasks = [asyncio.create_task(r.run(), name=r.name) for r in self._leader_runnables]
 
     def _stopped_leading(self) -> None:
         self._lost = True

@@ -151,5 +151,7 @@ class WebhookRunner:
                 except Exception as e:  # keep serving with the current certificate; retry next interval
                     log.warning("webhook certificate check failed", error=str(e)[:300])
         finally:
+            # Not serving any more: readiness drops until the supervisor's restart registers again.
+            self.ready.clear()
             with contextlib.suppress(Exception):
                 await self.server.stop()

@@ -129,3 +129,29 @@ class _CrashingClock:
 
     async def sleep(self, seconds: float) -> None:
         await self._crash()
+
+
+async def test_a_background_task_that_raises_is_restarted_and_has_a_health_check() -> None:
+    clock, store = FakeClock(), FakeLeases()
+    manager, reconciler, _ = _manager(clock, store)
+    runs = 0
+    restarted = asyncio.Event()
+
+    async def gc_like() -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 1:
+            raise ConnectionResetError("reset by peer")  # what a GC loop meets on a dropped connection
+        restarted.set()
+        await asyncio.Event().wait()
+
+    manager.add_runnable(gc_like, needs_leader=False, name="gc-like")
+    task = asyncio.create_task(manager.run())
+    await _leading(manager, reconciler)
+    while not restarted.is_set():
+        await clock.advance(0.5)
+    assert runs == 2
+    assert (await manager.healthz.run())["task:gc-like"] is True
+    manager.stop()
+    reconciler.release.set()
+    assert await asyncio.wait_for(task, 2) is True

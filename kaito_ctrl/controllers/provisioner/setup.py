@@ -126,7 +126,7 @@ def setup(
         grace_period=settings.gc_grace_period,
         clock=clock,
     )
-    manager.add_runnable(collector.run, needs_leader=True)
+    manager.add_runnable(collector.run, needs_leader=True, name="garbage-collector")
 
     async def close_on_shutdown() -> None:
         try:
@@ -135,5 +135,5 @@ def setup(
             await lifecycle.close()
             await provider.close()
 
-    manager.add_runnable(close_on_shutdown, needs_leader=False)
+    manager.add_runnable(close_on_shutdown, needs_leader=False, name="provider-closer")
     return controller
