@@ -21,12 +21,16 @@ import structlog
 from kaito_ctrl import metrics
 from kaito_ctrl.kube import config as kconfig
 from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
-from kaito_ctrl.kube.errors import ApiError, TooManyRequests, error_for
+from kaito_ctrl.kube.errors import ApiError, TooManyRequests, TransportError, error_for
 from kaito_ctrl.kube.resources import Resource
 from kaito_ctrl.kube.retryafter import RetryAfterPolicy
 from kaito_ctrl.kube.throttle import DEFAULT_BURST, DEFAULT_QPS, TokenBucket
 
 log = structlog.get_logger(__name__)
+
+# Everything aiohttp and the socket layer raise when no usable answer arrived (disconnects, resets, TLS, DNS,
+# timeouts, truncated payloads) and a body that is not the JSON the apiserver sends: one TransportError.
+_TRANSPORT_FAILURES = (aiohttp.ClientError, OSError, orjson.JSONDecodeError)
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -200,6 +204,8 @@ class KubeClient:
                         status_body = {"message": raw.decode(errors="replace")[:500]}
                     raise error_for(resp.status, status_body, _retry_after(resp))
                 return orjson.loads(raw) if raw else None
+        except _TRANSPORT_FAILURES as e:
+            raise TransportError(method, path, e) from e
         finally:
             metrics.REST_CLIENT_REQUESTS.labels(code, method, self._metric_host).inc()
             metrics.REST_CLIENT_REQUEST_DURATION.labels(method, self._metric_host).observe(
@@ -381,6 +387,8 @@ class KubeClient:
                     raise error_for(resp.status, body, _retry_after(resp))
                 async for event in decode_watch_stream(resp.content.iter_any()):
                     yield event
+        except _TRANSPORT_FAILURES as e:
+            raise TransportError("WATCH", res.path(namespace), e) from e
         finally:
             metrics.REST_CLIENT_REQUESTS.labels(code, "WATCH", self._metric_host).inc()
 

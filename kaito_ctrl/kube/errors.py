@@ -16,6 +16,25 @@ class ApiError(Exception):
         self.body = body or {}
 
 
+class TransportError(OSError):
+    """The request got no usable answer from the apiserver: refused, reset or dropped connection, TLS or DNS
+    failure, timeout, a truncated or undecodable body. Always worth retrying.
+
+    The client raises this for every such failure, whatever its HTTP library calls it, so callers catch one
+    family (it is an ``OSError``, like the socket errors it stands for) and never import aiohttp to do so.
+    The original exception is ``__cause__``.
+    """
+
+    retriable = True
+
+    def __init__(self, method: str, path: str, cause: BaseException) -> None:
+        detail = str(cause) or type(cause).__name__
+        super().__init__(f"{method} {path}: {type(cause).__name__}: {detail}"[:500])
+        self.method = method
+        self.path = path
+        self.cause = cause
+
+
 class BadRequest(ApiError):
     pass
 

@@ -18,11 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import structlog
 
 from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
-from kaito_ctrl.kube.errors import ApiError, Gone
+from kaito_ctrl.kube.errors import Gone
 from kaito_ctrl.kube.protocols import ListWatcher
 from kaito_ctrl.kube.resources import Resource
 from kaito_ctrl.kube.store import IndexFunc, Obj, Store, key_of
@@ -184,7 +183,9 @@ class SharedInformer:
                 continue  # a relist is the remedy; no backoff
             except asyncio.CancelledError:
                 raise
-            except (ApiError, aiohttp.ClientError, TimeoutError, OSError, ValueError) as e:
+            # ApiError and TransportError are what the client raises; anything else is a bug in a handler or
+            # the decoder, and an informer that dies silently is worse than one that retries and logs it.
+            except Exception as e:
                 if self.clock.monotonic() - healthy_since >= BACKOFF_RESET_AFTER:
                     backoff = BACKOFF_INITIAL
                 delay = backoff * (1 + self._rng.random())  # jitter factor 1.0 (client-go's)

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 from typing import Any
 
-import aiohttp
 import structlog
 
 from kaito_ctrl.kube.client import KubeClient
@@ -73,6 +72,6 @@ class FakeDevicePlugin:
     async def run(self) -> None:
         # Polling stands in for the kubelet's registration loop; it runs for the life of the fake.
         while True:
-            with contextlib.suppress(ApiError, aiohttp.ClientError, OSError, TimeoutError):
+            with contextlib.suppress(ApiError, OSError):
                 await self.reconcile()
             await asyncio.sleep(self.interval)

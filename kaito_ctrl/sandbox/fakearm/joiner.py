@@ -13,7 +13,6 @@ import re
 import zlib
 from typing import Any
 
-import aiohttp
 import structlog
 
 from kaito_ctrl.kube.client import KubeClient
@@ -205,7 +204,7 @@ class NodeJoiner:
             self._wake.clear()
             try:
                 due = await self.reconcile()
-            except (ApiError, aiohttp.ClientError, OSError, TimeoutError) as e:
+            except (ApiError, OSError) as e:  # OSError: the client's TransportError
                 log.warning("fake node joiner could not reconcile", error=str(e))
                 due = 1.0
             timeout = self.resync if due is None else min(due, self.resync)
