@@ -513,11 +513,21 @@ class WorkspaceReconciler:
         if self.refusals.holding(key, "status", gen) is not None:
             return  # the status write was refused a moment ago: pause, as for any refused write
         try:
-            await self.client.merge_patch(
-                WORKSPACES, ws.name, {"status": status}, ws.namespace, subresource="status"
+            # Fenced: written only over the object this status was computed from. A reconcile on a stale cache,
+            # or a deposed leader's last one, gets 409 and requeues instead of overwriting newer status.
+            written = await self.client.merge_patch(
+                WORKSPACES,
+                ws.name,
+                {"status": status},
+                ws.namespace,
+                subresource="status",
+                resource_version=ws.obj["metadata"].get("resourceVersion"),
             )
         except NotFound:
             return
+        except Conflict:
+            self.refusals.succeeded(key, "status")
+            raise  # the controller requeues with backoff; the newer object comes through the informer
         except ApiError as e:
             refusal = self.refusals.record(
                 key, "status", gen, e, rejected="StatusRejected", action="write the workspace status"
@@ -529,6 +539,9 @@ class WorkspaceReconciler:
                 await self.event(ws, "Warning", refusal.reason, refusal.message)
             return
         self.refusals.succeeded(key, "status")
+        if isinstance(written, dict) and written.get("metadata"):
+            ws.obj["metadata"] = written["metadata"]
+            ws.obj["status"] = status
         created = (
             cond.parse_rfc3339(str(ws.obj["metadata"].get("creationTimestamp") or ""))
             if ws.obj["metadata"].get("creationTimestamp")
