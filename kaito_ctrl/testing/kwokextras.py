@@ -22,6 +22,15 @@ _ESCAPED = PULLABLE_PATTERN.replace("\\", "\\\\")  # a jq / Go string literal ne
 INVALID_IMAGE_QUERY = (
     f'[(.spec.initContainers // [])[], (.spec.containers // [])[] | .image | test("{_ESCAPED}") | not] | any'
 )
+# Set by the sandbox's stand-in manager on an inference pod whose command line the real entry point would refuse
+# (kaito_ctrl.api.entrypoint_check); its value is the complaint. kwok runs no process, so this is how the
+# container's exit reaches the pod status.
+ENTRYPOINT_REFUSED = "sandbox.kaito.sh/entrypoint-refused"
+_REFUSED_KEY = f'.metadata.annotations["{ENTRYPOINT_REFUSED}"]'
+_WAITING_CRASH_MAIN = (
+    '[(.status.containerStatuses // [])[] | .state.waiting.reason == "CrashLoopBackOff"] | any'
+)
+
 # True when an adapter puller init container (argv: sh -c SCRIPT puller IMAGE DEST AUTHDIR, see
 # controllers/workspace/inference_pod.py) is to pull an image that does not parse. kwok runs no process, so
 # the stage below does what the script does on a real node with such an image: skopeo refuses the reference,
@@ -147,6 +156,57 @@ phase: Pending
 """.replace("@PULLABLE@", _ESCAPED)
 
 
+_REFUSED_STATUS = """
+{{ $now := Now }}
+{{ $pod := .metadata.name }}
+{{ $said := index .metadata.annotations "@ANNOTATION@" }}
+conditions:
+- {lastTransitionTime: {{ $now | Quote }}, status: "True", type: Initialized}
+- {lastTransitionTime: {{ $now | Quote }}, status: "False", type: Ready, reason: ContainersNotReady}
+- {lastTransitionTime: {{ $now | Quote }}, status: "False", type: ContainersReady, reason: ContainersNotReady}
+- {lastTransitionTime: {{ $now | Quote }}, status: "True", type: PodScheduled}
+containerStatuses:
+{{ range .spec.containers }}
+- image: {{ .image | Quote }}
+  name: {{ .name | Quote }}
+  ready: false
+  started: false
+  restartCount: 1
+  lastState:
+    terminated:
+      exitCode: 1
+      reason: Error
+      startedAt: {{ $now | Quote }}
+      finishedAt: {{ $now | Quote }}
+      message: {{ $said | Quote }}
+  state:
+    waiting:
+      reason: CrashLoopBackOff
+      message: {{ printf "back-off 10s restarting failed container=%s pod=%s" .name $pod | Quote }}
+{{ end }}
+phase: Running
+""".replace("@ANNOTATION@", ENTRYPOINT_REFUSED)
+
+
+def entrypoint_refused_stage() -> dict[str, Any]:
+    return {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": "pod-entrypoint-refused"},
+        "spec": {
+            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
+            "selector": {
+                "matchExpressions": [
+                    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
+                    {"key": _REFUSED_KEY, "operator": "Exists"},
+                    {"key": _WAITING_CRASH_MAIN, "operator": "NotIn", "values": ["true"]},
+                ]
+            },
+            "next": {"statusTemplate": _REFUSED_STATUS},
+        },
+    }
+
+
 def adapter_puller_fails_stage() -> dict[str, Any]:
     return {
         "apiVersion": "kwok.x-k8s.io/v1alpha1",
@@ -201,10 +261,12 @@ def compose_stages(shipped: list[str]) -> str:
                 doc["spec"]["selector"]["matchExpressions"] += [
                     {"key": INVALID_IMAGE_QUERY, "operator": "NotIn", "values": ["true"]},
                     {"key": PULLER_BAD_QUERY, "operator": "NotIn", "values": ["true"]},
+                    {"key": _REFUSED_KEY, "operator": "DoesNotExist"},
                 ]
             docs.append(doc)
     docs.append(invalid_image_stage())
     docs.append(adapter_puller_fails_stage())
+    docs.append(entrypoint_refused_stage())
     return "\n---\n".join(yaml.safe_dump(d, sort_keys=False, width=1000) for d in docs)
 
 

@@ -4,6 +4,7 @@ kubelet server (PortForward / Logs objects, Node InternalIP 127.0.0.1, TLS verif
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import threading
@@ -18,6 +19,11 @@ import pytest
 
 from kaito_ctrl.controllers.workspace.inference_pod import adapter_pieces
 from kaito_ctrl.controllers.workspace.rootcause import pod_problem
+from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
+from kaito_ctrl.controllers.workspace.workload import render_inference
+from kaito_ctrl.kube.client import KubeClient
+from kaito_ctrl.kube.resources import PODS
+from kaito_ctrl.sandbox.standin.manager import StandInManager
 from kaito_ctrl.testing.controlplane import ControlPlane, ControlPlaneOptions, free_port
 from kaito_ctrl.testing.gpunodes import GpuNodeSpec
 
@@ -203,3 +209,42 @@ def test_port_forward_and_logs_reach_a_local_process(debug_cp: ControlPlane, tmp
             pf.wait(timeout=10)
     finally:
         server.shutdown()
+
+
+async def test_a_command_line_the_entry_point_refuses_crash_loops_with_its_reason(
+    debug_cp: ControlPlane,
+) -> None:
+    ws = WorkspaceSpec(
+        {"metadata": {"name": "w", "namespace": "default", "uid": "u", "annotations": {"kaito.sh/runtime": "vllm"}},
+         "resource": {"instanceType": "Standard_NC24ads_A100_v4"},
+         "inference": {"preset": {"name": "phi-4"}}}
+    )  # fmt: skip
+    rendered = render_inference(ws, nodes=1, node_requirements=[], registry="mcr.microsoft.com/aks/kaito")[-1]
+    container = dict(rendered["spec"]["template"]["spec"]["containers"][0])
+    container["command"] = [*container["command"][:2], container["command"][2] + " --tensor-paralel-size=2"]
+    pod = _pod("refused", container["image"])
+    pod["metadata"]["labels"] = {"kaito.sh/workspace": "w"}
+    pod["spec"]["containers"] = [{k: container[k] for k in ("name", "image", "command")}]
+    debug_cp.apply_objects([pod])
+    kube = await KubeClient.from_kubeconfig(debug_cp.kubeconfig)
+    manager = StandInManager(kube, debug_cp.workdir / "standins")
+    manager.informer.start()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            await manager.sync()
+            live = await kube.get(PODS, "refused", "default")
+            statuses = live.get("status", {}).get("containerStatuses") or [{}]
+            if statuses[0].get("state", {}).get("waiting", {}).get("reason") == "CrashLoopBackOff":
+                break
+            assert time.monotonic() < deadline, f"no CrashLoopBackOff: {live.get('status')}"
+            await asyncio.sleep(0.3)  # polling interval of a deadline-bounded wait
+    finally:
+        await manager.informer.stop()
+        await kube.close()
+    assert not manager.running, "no stand-in serves a pod whose entry point refused to start"
+    assert (
+        "unrecognized arguments: --tensor-paralel-size" in statuses[0]["lastState"]["terminated"]["message"]
+    )
+    reason, message = pod_problem(live) or ("", "")
+    assert reason == "ContainerCrashLoopBackOff" and "--tensor-paralel-size" in message

@@ -52,9 +52,15 @@ def pod_problem(pod: dict[str, Any]) -> tuple[str, str] | None:
         waiting = (cs.get("state") or {}).get("waiting") or {}
         reason = waiting.get("reason")
         if reason in _WAITING:
-            return _WAITING[
-                reason
-            ], f"container {cs.get('name')} of pod {name}: {reason}: {waiting.get('message', '')}".strip()
+            message = (
+                f"container {cs.get('name')} of pod {name}: {reason}: {waiting.get('message', '')}".strip()
+            )
+            last = (cs.get("lastState") or {}).get("terminated") or {}
+            if last.get("message"):
+                # What the process said as it exited (its termination message): usually the real cause.
+                said = " ".join(str(last["message"]).split())[:500]
+                message += f"; it last exited {last.get('exitCode', '?')}: {said}"
+            return _WAITING[reason], message
     return None
 
 

@@ -27,12 +27,15 @@ from typing import Any
 import structlog
 
 from kaito_ctrl import logsetup
+from kaito_ctrl.api import entrypoint_check
+from kaito_ctrl.api.labels import LABEL_WORKSPACE
 from kaito_ctrl.kube.client import KubeClient
 from kaito_ctrl.kube.errors import NotFound
 from kaito_ctrl.kube.informer import SharedInformer
 from kaito_ctrl.kube.resources import PODS, Resource
 from kaito_ctrl.sandbox.standin.entrypoint import Entrypoint, EntrypointError, parse_entrypoint, pod_adapters
 from kaito_ctrl.testing.controlplane import free_port
+from kaito_ctrl.testing.kwokextras import ENTRYPOINT_REFUSED
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +68,27 @@ def inference_container(pod: dict[str, Any]) -> tuple[str, Entrypoint] | None:
         if not entry.adapters:
             entry = dataclasses.replace(entry, adapters=pod_adapters(pod))
         return str(container["name"]), entry
+    return None
+
+
+_KAITO_IMAGES = "mcr.microsoft.com/aks/kaito/"
+
+
+def entrypoint_refusal(pod: dict[str, Any]) -> str | None:
+    """What the real entry point of a Workspace's inference pod would exit with, or None when it would start.
+
+    Only containers of Kaito's own images are judged (their entry points are known); a user's template image
+    runs whatever it runs. Tuning pods are left alone."""
+    meta = pod["metadata"]
+    if LABEL_WORKSPACE not in (meta.get("labels") or {}):
+        return None
+    if any(o.get("kind") == "Job" for o in meta.get("ownerReferences") or []):
+        return None
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        if str(container.get("image") or "").startswith(_KAITO_IMAGES):
+            refused = entrypoint_check.refusal(container)
+            if refused is not None:
+                return f"container {container.get('name')}: {refused}"
     return None
 
 
@@ -106,7 +130,14 @@ class StandInManager:
     async def sync(self) -> None:
         desired: dict[str, dict[str, Any]] = {}
         for pod in self.informer.store.list():
-            if wants_stand_in(pod) and inference_container(pod) is not None:
+            if not wants_stand_in(pod):
+                continue
+            if ENTRYPOINT_REFUSED in (pod["metadata"].get("annotations") or {}):
+                continue  # kwok shows it crash-looping; nothing to serve
+            refused = entrypoint_refusal(pod)
+            if refused is not None:
+                await self._refuse(pod, refused)
+            elif inference_container(pod) is not None:
                 desired[pod["metadata"]["uid"]] = pod
         for uid in [
             u for u, s in self.running.items() if u not in desired or s.process.returncode is not None
@@ -118,6 +149,22 @@ class StandInManager:
                     await self._start(uid, pod)
                 except Exception as e:  # one pod's failure must not stop the others
                     log.warning("stand-in not started", pod=pod["metadata"]["name"], error=str(e)[:300])
+
+    async def _refuse(self, pod: dict[str, Any], reason: str) -> None:
+        """Mark the pod so kwok's ``pod-entrypoint-refused`` stage shows what a node would: the container exits
+        with the entry point's complaint and restarts with back-off (CrashLoopBackOff)."""
+        ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        patch = {"metadata": {"annotations": {ENTRYPOINT_REFUSED: reason[:1000]}}}
+        try:
+            await self.kube.merge_patch(
+                PODS, name, patch, ns, resource_version=pod["metadata"]["resourceVersion"]
+            )
+        except NotFound:
+            return
+        except Exception as e:  # the next pod event retries
+            log.warning("could not mark a refused entry point", pod=f"{ns}/{name}", error=str(e)[:300])
+            return
+        log.info("entry point refused; the pod will crash-loop", pod=f"{ns}/{name}", reason=reason[:300])
 
     async def _start(self, uid: str, pod: dict[str, Any]) -> None:
         found = inference_container(pod)
