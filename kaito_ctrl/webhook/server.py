@@ -72,18 +72,23 @@ class WebhookServer:
         self.max_body, self.read_timeout = max_body, read_timeout
         self._reading = asyncio.Semaphore(max_reading)
         self._pending = asyncio.Semaphore(max_pending)
+        self._threads, self._keepalive_timeout = threads, keepalive_timeout
+        self._stopped = False
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="admission")
         # Pod Security baseline: on when given a way to read a namespace's admin annotation.
         self.namespace_allows = namespace_allows
-        app = web.Application(client_max_size=max_body)
+        self._runner = self._build_runner()
+
+    def _build_runner(self) -> web.AppRunner:
+        app = web.Application(client_max_size=self.max_body)
         app.router.add_post(VALIDATE_PATH, self._validate)
         app.router.add_post(MUTATE_PATH, self._mutate)
         app.router.add_get("/healthz", self._healthz)
         # Small per-connection buffers and header limits: a review needs a handful of short headers.
-        self._runner = web.AppRunner(
+        return web.AppRunner(
             app,
             access_log=None,
-            keepalive_timeout=keepalive_timeout,
+            keepalive_timeout=self._keepalive_timeout,
             max_headers=32,
             read_bufsize=64 * 1024,
         )
@@ -100,6 +105,12 @@ class WebhookServer:
         )
 
     async def start(self) -> None:
+        if self._stopped:
+            # Started again after a stop (the supervisor restarting the webhook): a runner and a thread pool
+            # serve once, so build fresh ones.
+            self._runner = self._build_runner()
+            self._pool = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="admission")
+            self._stopped = False
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
         await site.start()
@@ -115,6 +126,7 @@ class WebhookServer:
         return len(server.connections) if server is not None else 0
 
     async def stop(self) -> None:
+        self._stopped = True
         await self._runner.cleanup()
         self._pool.shutdown(wait=False, cancel_futures=True)
 

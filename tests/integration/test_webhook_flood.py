@@ -171,3 +171,16 @@ async def test_key_file_is_owner_only_and_no_ca_key_is_stored(
     assert stat.S_IMODE((tmp_path / "tls.key").stat().st_mode) == 0o600
     secret = to_secret(generate(POLICY), "kaito-ctrl-webhook-cert", "kaito-system")
     assert "ca.key" not in secret["data"] and all("PRIVATE" not in k for k in secret["data"])
+
+
+async def test_a_stopped_server_started_again_reviews_again(server: tuple[WebhookServer, ssl.SSLContext]) -> None:
+    """What the supervisor does after the webhook task fails: stop, then start the same server again."""
+    srv, ctx = server
+    review = _review({"apiVersion": "kaito.sh/v1beta1", "kind": "Workspace", "metadata": {"name": "x"}})
+    status, _ = await _post(srv, ctx, review)
+    assert status == 200
+    await srv.stop()
+    srv.port = 0
+    await srv.start()
+    status, body = await _post(srv, ctx, review)
+    assert status == 200 and b'"allowed"' in body
