@@ -188,65 +188,48 @@ phase: Running
 """.replace("@ANNOTATION@", ENTRYPOINT_REFUSED)
 
 
-def entrypoint_refused_stage() -> dict[str, Any]:
+_NOT_DELETED = {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"}
+_PENDING = {"key": ".status.phase", "operator": "In", "values": ["Pending"]}
+
+
+def _is(query: str, value: bool = True) -> dict[str, Any]:
+    """A selector term on a jq query that yields true or false."""
+    return {"key": query, "operator": "In" if value else "NotIn", "values": ["true"]}
+
+
+def _pod_stage(name: str, expressions: list[dict[str, Any]], status_template: str) -> dict[str, Any]:
     return {
         "apiVersion": "kwok.x-k8s.io/v1alpha1",
         "kind": "Stage",
-        "metadata": {"name": "pod-entrypoint-refused"},
+        "metadata": {"name": name},
         "spec": {
             "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
-            "selector": {
-                "matchExpressions": [
-                    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
-                    {"key": _REFUSED_KEY, "operator": "Exists"},
-                    {"key": _WAITING_CRASH_MAIN, "operator": "NotIn", "values": ["true"]},
-                ]
-            },
-            "next": {"statusTemplate": _REFUSED_STATUS},
+            "selector": {"matchExpressions": [_NOT_DELETED, *expressions]},
+            "next": {"statusTemplate": status_template},
         },
     }
+
+
+def entrypoint_refused_stage() -> dict[str, Any]:
+    refused = {"key": _REFUSED_KEY, "operator": "Exists"}
+    return _pod_stage("pod-entrypoint-refused", [refused, _is(_WAITING_CRASH_MAIN, False)], _REFUSED_STATUS)
 
 
 def adapter_puller_fails_stage() -> dict[str, Any]:
-    return {
-        "apiVersion": "kwok.x-k8s.io/v1alpha1",
-        "kind": "Stage",
-        "metadata": {"name": "pod-adapter-puller-fails"},
-        "spec": {
-            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
-            "selector": {
-                "matchExpressions": [
-                    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
-                    {"key": ".status.phase", "operator": "In", "values": ["Pending"]},
-                    # A pod whose own images do not parse is the other stage's: the kubelet refuses it first.
-                    {"key": INVALID_IMAGE_QUERY, "operator": "NotIn", "values": ["true"]},
-                    {"key": PULLER_BAD_QUERY, "operator": "In", "values": ["true"]},
-                    {"key": _WAITING_CRASH, "operator": "NotIn", "values": ["true"]},
-                ]
-            },
-            "next": {"statusTemplate": _PULLER_FAILS_STATUS},
-        },
-    }
+    # A pod whose own images do not parse is the other stage's: the kubelet refuses it first.
+    return _pod_stage(
+        "pod-adapter-puller-fails",
+        [_PENDING, _is(INVALID_IMAGE_QUERY, False), _is(PULLER_BAD_QUERY), _is(_WAITING_CRASH, False)],
+        _PULLER_FAILS_STATUS,
+    )
 
 
 def invalid_image_stage() -> dict[str, Any]:
-    return {
-        "apiVersion": "kwok.x-k8s.io/v1alpha1",
-        "kind": "Stage",
-        "metadata": {"name": "pod-invalid-image-name"},
-        "spec": {
-            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
-            "selector": {
-                "matchExpressions": [
-                    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
-                    {"key": ".status.phase", "operator": "In", "values": ["Pending"]},
-                    {"key": INVALID_IMAGE_QUERY, "operator": "In", "values": ["true"]},
-                    {"key": _WAITING_INVALID, "operator": "NotIn", "values": ["true"]},
-                ]
-            },
-            "next": {"statusTemplate": _INVALID_STATUS},
-        },
-    }
+    return _pod_stage(
+        "pod-invalid-image-name",
+        [_PENDING, _is(INVALID_IMAGE_QUERY), _is(_WAITING_INVALID, False)],
+        _INVALID_STATUS,
+    )
 
 
 def compose_stages(shipped: list[str]) -> str:
@@ -259,8 +242,8 @@ def compose_stages(shipped: list[str]) -> str:
                 continue
             if doc.get("kind") == "Stage" and doc["metadata"]["name"] == "pod-ready":
                 doc["spec"]["selector"]["matchExpressions"] += [
-                    {"key": INVALID_IMAGE_QUERY, "operator": "NotIn", "values": ["true"]},
-                    {"key": PULLER_BAD_QUERY, "operator": "NotIn", "values": ["true"]},
+                    _is(INVALID_IMAGE_QUERY, False),
+                    _is(PULLER_BAD_QUERY, False),
                     {"key": _REFUSED_KEY, "operator": "DoesNotExist"},
                 ]
             docs.append(doc)

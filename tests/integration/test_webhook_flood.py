@@ -173,7 +173,9 @@ async def test_key_file_is_owner_only_and_no_ca_key_is_stored(
     assert "ca.key" not in secret["data"] and all("PRIVATE" not in k for k in secret["data"])
 
 
-async def test_a_stopped_server_started_again_reviews_again(server: tuple[WebhookServer, ssl.SSLContext]) -> None:
+async def test_a_stopped_server_started_again_reviews_again(
+    server: tuple[WebhookServer, ssl.SSLContext],
+) -> None:
     """What the supervisor does after the webhook task fails: stop, then start the same server again."""
     srv, ctx = server
     review = _review({"apiVersion": "kaito.sh/v1beta1", "kind": "Workspace", "metadata": {"name": "x"}})
