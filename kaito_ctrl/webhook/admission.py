@@ -56,6 +56,14 @@ def validate(review: Any, *, node_provisioner: str | None = None) -> dict[str, A
     if not isinstance(obj, dict):
         return _response(uid, False, code=400, message="the request carries no object", reason="BadRequest")
     old = request.get("oldObject") if operation == "UPDATE" else None
+    if isinstance(old, dict) and (
+        _being_deleted(obj) or _being_deleted(old) or _unchanged(obj, old, request)
+    ):
+        # Ratcheting, as Kubernetes does for CRD validation: an update that leaves what the rules judge as it
+        # was (finalizers, labels, foreign annotations, status), or any update of an object being deleted, is
+        # admitted even if today's rules (a newer catalog) would refuse its spec. Otherwise a Workspace whose
+        # preset left the catalog could never lose its finalizer, and could never be deleted.
+        return _response(uid, True)
     errors, warnings = check_workspace(
         obj, old if isinstance(old, dict) else None, node_provisioner=node_provisioner
     )
@@ -63,6 +71,42 @@ def validate(review: Any, *, node_provisioner: str | None = None) -> dict[str, A
     if warnings:  # kubectl prints each as "Warning: ..."
         out["response"]["warnings"] = warnings
     return out
+
+
+# Annotations with this prefix are kaito-ctrl's and Kaito's own settings, which the rules read.
+_JUDGED_ANNOTATION_PREFIX = "kaito.sh/"
+_NOT_JUDGED = frozenset({"apiVersion", "kind", "metadata", "status"})
+
+
+def _being_deleted(obj: dict[str, Any]) -> bool:
+    meta = obj.get("metadata")
+    return isinstance(meta, dict) and bool(meta.get("deletionTimestamp"))
+
+
+def _unchanged(obj: dict[str, Any], old: dict[str, Any], request: dict[str, Any]) -> bool:
+    """True when the update leaves what the rules judge as stored, or as the defaulting webhook (which runs
+    first) makes of what is stored: an object stored before a default existed gains it on its next update."""
+    judged = _judged(obj)
+    if judged == _judged(old):
+        return True
+    try:
+        return judged == _judged(default_runtime_annotation(default_workspace(old), request))
+    except (TypeError, ValueError, RecursionError):
+        return False
+
+
+def _judged(obj: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What the validation rules read: every spec-like top-level field (resource, inference, tuning, ...)
+    and the annotations under kaito.sh/."""
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    annotations = meta.get("annotations")
+    annotations = annotations if isinstance(annotations, dict) else {}
+    fields = {k: v for k, v in obj.items() if k not in _NOT_JUDGED}
+    judged_annotations = {
+        k: v for k, v in annotations.items() if isinstance(k, str) and k.startswith(_JUDGED_ANNOTATION_PREFIX)
+    }
+    return fields, judged_annotations
 
 
 def refusal(uid: str, errors: list[FieldError]) -> dict[str, Any]:
@@ -100,6 +144,8 @@ def mutate(review: Any) -> dict[str, Any]:
     obj = request.get("object")
     if request.get("operation") not in ("CREATE", "UPDATE") or not isinstance(obj, dict):
         return _response(uid, True)
+    if _being_deleted(obj):
+        return _response(uid, True)  # never change an object on its way out (only finalizers may go)
     try:
         defaulted = default_runtime_annotation(default_workspace(obj), request)
         ops = json_patch(obj, defaulted)
