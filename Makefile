@@ -24,6 +24,7 @@ install: $(STAMP)
 binaries:
 	@bash hack/build-control-plane.sh >/dev/null
 	@bash hack/build-karpenter.sh >/dev/null
+	@bash hack/build-toxiproxy.sh >/dev/null
 
 run: install binaries
 	@$(BIN)/kaito-ctrl sandbox up
