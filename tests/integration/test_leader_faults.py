@@ -6,19 +6,32 @@ takes over, and the two never lead at once. Toxiproxy is built from its Go modul
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
+from kaito_ctrl import metrics
+from kaito_ctrl.controllers.workspace.setup import setup
+from kaito_ctrl.kube import conditions as cond
+from kaito_ctrl.kube import config as kconfig
 from kaito_ctrl.kube.client import KubeClient
+from kaito_ctrl.kube.errors import NotFound
 from kaito_ctrl.kube.leaderelection import LeaderElectionConfig
+from kaito_ctrl.kube.resources import DEPLOYMENTS, SERVICES, STATEFULSETS, WORKSPACES
 from kaito_ctrl.runtime.manager import Manager
+from kaito_ctrl.settings import Settings
 from kaito_ctrl.testing.controlplane import ControlPlane
+from kaito_ctrl.testing.gpunodes import GpuNodeSpec
 from kaito_ctrl.testing.toxiproxy import Toxiproxy
+from tests.cases.invalid_workspaces import inference_ws
 
+REPO = Path(__file__).resolve().parents[2]
 LEASE = {"lease_duration": 4, "renew_deadline": 3, "retry_period": 1}
 
 
@@ -38,10 +51,11 @@ async def clients(
 ) -> AsyncIterator[tuple[KubeClient, KubeClient, str]]:
     """(through the proxy, direct, proxy name)."""
     direct = await KubeClient.from_kubeconfig(control_plane.kubeconfig)
-    name = f"apiserver-{request.node.callspec.id}"
+    name = f"apiserver-{uuid.uuid4().hex[:8]}"
     listen = toxiproxy.proxy(name, urlsplit(direct.host).netloc)
-    through = await KubeClient.from_kubeconfig(control_plane.kubeconfig)
-    through.host = f"https://{listen}"  # same certificate: the proxy is plain TCP on 127.0.0.1
+    # Same certificate and credentials: the proxy is plain TCP on 127.0.0.1.
+    conn = await kconfig.from_kubeconfig(control_plane.kubeconfig)
+    through = KubeClient(dataclasses.replace(conn, server=f"https://{listen}"))
     try:
         yield through, direct, name
     finally:
@@ -115,3 +129,97 @@ async def test_a_leader_cut_off_at_the_wire_stops_and_the_other_takes_over(
             a.stop()
             await asyncio.gather(run_a, return_exceptions=True)
     assert not overlap, "two replicas believed they led at the same time"
+
+
+def _transport_errors(host: str) -> float:
+    return sum(
+        metrics.REGISTRY.get_sample_value(
+            "rest_client_requests_total", {"code": "<error>", "method": m, "host": host}
+        )
+        or 0.0
+        for m in ("GET", "POST", "PATCH", "PUT", "DELETE", "WATCH")
+    )
+
+
+@pytest.mark.parametrize(
+    "toxic",
+    [{"kind": "reset_peer", "timeout": 0}, {"kind": "timeout", "timeout": 0}],
+    ids=lambda t: str(t["kind"]),
+)
+async def test_a_workspace_created_during_a_fault_is_reconciled_once_it_clears(
+    clients: tuple[KubeClient, KubeClient, str],
+    toxiproxy: Toxiproxy,
+    control_plane: ControlPlane,
+    namespace: str,
+    toxic: dict[str, Any],
+) -> None:
+    through, direct, proxy = clients
+    control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "manifests/crds"))
+    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/workspaces.kaito.sh")
+    label = f"fault-{namespace}"
+    control_plane.add_gpu_node(
+        GpuNodeSpec(label, instance_type="Standard_NC6s_v3", gpus=1, cpu="6", memory="112Gi",
+                    extra_labels={"apps": label})
+    )  # fmt: skip
+    settings = Settings(watch_namespace=namespace, node_provisioner="byo", leader_elect=False, webhook=False)
+    manager = Manager(through, sync_timeout=30)
+    setup(manager, through, settings)
+    task = asyncio.create_task(manager.run())
+    try:
+        await _until(manager.informers.has_synced, 30, "the controller's caches sync")
+        kind = toxic.pop("kind")
+        host = urlsplit(through.host).netloc
+        errors_before = _transport_errors(host)
+        for stream in ("downstream", "upstream"):
+            toxiproxy.add_toxic(proxy, kind, stream=stream, **toxic)
+        ws = inference_ws("during-fault")
+        ws["resource"] = {
+            "instanceType": "Standard_NC6s_v3",
+            "labelSelector": {"matchLabels": {"apps": label}},
+        }
+        await direct.create(WORKSPACES, ws, namespace)
+        # The fault is felt (the controller's requests fail at the wire) before it clears.
+        await _until(
+            lambda: _transport_errors(host) > errors_before or kind == "timeout", 60, "requests fail"
+        )
+        toxiproxy.clear(proxy)
+
+        async def ready() -> bool:
+            live = await direct.get(WORKSPACES, "during-fault", namespace)
+            return cond.is_true(live, "ResourceReady") and bool(live["metadata"].get("finalizers"))
+
+        deadline = time.monotonic() + 120
+        while not await ready():
+            assert not task.done(), f"the manager ended: {task}"
+            assert time.monotonic() < deadline, "the Workspace was not reconciled after the fault cleared"
+            await asyncio.sleep(0.2)  # polling interval of a deadline-bounded wait
+        # Nothing duplicated: one workload and one Service for the Workspace.
+        selector = "kaito.sh/workspace=during-fault"
+        workloads = await direct.list_all(
+            DEPLOYMENTS, namespace, label_selector=selector
+        ) + await direct.list_all(STATEFULSETS, namespace, label_selector=selector)
+        assert len(workloads) == 1, [w["metadata"]["name"] for w in workloads]
+        services = await direct.list_all(SERVICES, namespace)
+        assert [
+            s["metadata"]["name"] for s in services if s["metadata"]["name"].startswith("during-fault")
+        ] in (
+            ["during-fault"],
+            ["during-fault", "during-fault-headless"],
+        )
+        await direct.delete(WORKSPACES, "during-fault", namespace)
+        await _until_gone(direct, namespace)
+    finally:
+        toxiproxy.clear(proxy)
+        manager.stop()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _until_gone(kube: KubeClient, namespace: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            await kube.get(WORKSPACES, "during-fault", namespace)
+        except NotFound:
+            return
+        assert time.monotonic() < deadline, "the finalizer was not released"
+        await asyncio.sleep(0.2)  # polling interval of a deadline-bounded wait
