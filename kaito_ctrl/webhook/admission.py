@@ -56,13 +56,7 @@ def validate(review: Any, *, node_provisioner: str | None = None) -> dict[str, A
     if not isinstance(obj, dict):
         return _response(uid, False, code=400, message="the request carries no object", reason="BadRequest")
     old = request.get("oldObject") if operation == "UPDATE" else None
-    if isinstance(old, dict) and (
-        _being_deleted(obj) or _being_deleted(old) or _unchanged(obj, old, request)
-    ):
-        # Ratcheting, as Kubernetes does for CRD validation: an update that leaves what the rules judge as it
-        # was (finalizers, labels, foreign annotations, status), or any update of an object being deleted, is
-        # admitted even if today's rules (a newer catalog) would refuse its spec. Otherwise a Workspace whose
-        # preset left the catalog could never lose its finalizer, and could never be deleted.
+    if ratcheted(request):
         return _response(uid, True)
     errors, warnings = check_workspace(
         obj, old if isinstance(old, dict) else None, node_provisioner=node_provisioner
@@ -81,6 +75,19 @@ _NOT_JUDGED = frozenset({"apiVersion", "kind", "metadata", "status"})
 def _being_deleted(obj: dict[str, Any]) -> bool:
     meta = obj.get("metadata")
     return isinstance(meta, dict) and bool(meta.get("deletionTimestamp"))
+
+
+def ratcheted(request: dict[str, Any]) -> bool:
+    """An update admitted without judging the spec (every check of it, Pod Security baseline included).
+
+    Ratcheting, as Kubernetes does for CRD validation: an update that leaves what the rules judge as it was
+    (finalizers, labels, foreign annotations, status), or any update of an object being deleted, is admitted
+    even if today's rules (a newer catalog) would refuse its spec. Otherwise a Workspace whose preset left the
+    catalog could never lose its finalizer, and could never be deleted."""
+    obj, old = request.get("object"), request.get("oldObject")
+    if request.get("operation") != "UPDATE" or not isinstance(obj, dict) or not isinstance(old, dict):
+        return False
+    return _being_deleted(obj) or _being_deleted(old) or _unchanged(obj, old, request)
 
 
 def _unchanged(obj: dict[str, Any], old: dict[str, Any], request: dict[str, Any]) -> bool:

@@ -100,3 +100,26 @@ def test_what_the_defaulting_webhook_adds_to_a_stored_object_is_not_a_change() -
     new = _apply_patch(old, json.loads(base64.b64decode(mutated["patch"])))
     new["metadata"]["labels"] = {"team": "a"}
     assert _allowed(new, old)["allowed"] is True
+
+
+def test_a_ratcheted_update_is_not_judged_by_the_pod_security_baseline_either() -> None:
+    from kaito_ctrl.webhook.server import _baseline_violations
+
+    old = inference_ws("priv")
+    old["metadata"]["namespace"] = "ns"
+    old["inference"] = {
+        "template": {
+            "spec": {
+                "containers": [{"name": "c", "image": "r.io/i:1", "securityContext": {"privileged": True}}]
+            }
+        }
+    }
+    create = json.dumps(_review(old, "CREATE")).encode()
+    assert _baseline_violations(create)[1], "premise: the baseline refuses this template"
+    new = copy.deepcopy(old)
+    new["metadata"]["finalizers"] = []
+    new["metadata"]["labels"] = {"team": "a"}
+    assert _baseline_violations(json.dumps(_review(new, "UPDATE", old)).encode()) == ("", [])
+    changed = copy.deepcopy(old)
+    changed["inference"]["template"]["spec"]["hostNetwork"] = True
+    assert _baseline_violations(json.dumps(_review(changed, "UPDATE", old)).encode())[1]
