@@ -8,6 +8,7 @@ an optional resourceVersion lock, or PUT (which the apiserver refuses with 409 w
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -31,6 +32,17 @@ log = structlog.get_logger(__name__)
 # Everything aiohttp and the socket layer raise when no usable answer arrived (disconnects, resets, TLS, DNS,
 # timeouts, truncated payloads) and a body that is not the JSON the apiserver sends: one TransportError.
 _TRANSPORT_FAILURES = (aiohttp.ClientError, OSError, orjson.JSONDecodeError)
+
+
+def _transport_error(method: str, path: str, cause: BaseException) -> BaseException:
+    """The TransportError for ``cause``; but when this task is being cancelled, the connection error is only
+    how the cancellation surfaced inside the HTTP library, so the cancellation goes on (a caller that retries
+    transport errors in a loop must still stop when cancelled)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        return asyncio.CancelledError()
+    return TransportError(method, path, cause)
+
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -205,7 +217,7 @@ class KubeClient:
                     raise error_for(resp.status, status_body, _retry_after(resp))
                 return orjson.loads(raw) if raw else None
         except _TRANSPORT_FAILURES as e:
-            raise TransportError(method, path, e) from e
+            raise _transport_error(method, path, e) from e
         finally:
             metrics.REST_CLIENT_REQUESTS.labels(code, method, self._metric_host).inc()
             metrics.REST_CLIENT_REQUEST_DURATION.labels(method, self._metric_host).observe(
@@ -388,7 +400,7 @@ class KubeClient:
                 async for event in decode_watch_stream(resp.content.iter_any()):
                     yield event
         except _TRANSPORT_FAILURES as e:
-            raise TransportError("WATCH", res.path(namespace), e) from e
+            raise _transport_error("WATCH", res.path(namespace), e) from e
         finally:
             metrics.REST_CLIENT_REQUESTS.labels(code, "WATCH", self._metric_host).inc()
 

@@ -103,3 +103,31 @@ async def test_an_apiserver_answer_stays_an_api_error() -> None:
         finally:
             await client.close()
         assert caught.value.status == 404 and not isinstance(caught.value, TransportError)
+
+
+async def test_a_connection_error_during_cancellation_stays_a_cancellation() -> None:
+    """If the HTTP library surfaces a cancellation as a connection error, a retry loop that catches transport
+    errors must still stop: the client re-raises the cancellation."""
+    from kaito_ctrl.kube.client import _transport_error
+
+    seen: list[BaseException] = []
+    gate = asyncio.Event()
+
+    async def loop_that_retries() -> None:
+        while True:
+            try:
+                await gate.wait()
+            except asyncio.CancelledError as cancelled:
+                # What aiohttp may do: the cancel arrives as a dropped connection.
+                seen.append(_transport_error("GET", "/x", ConnectionResetError("reset")))
+                raise seen[-1] from cancelled
+            except OSError:
+                continue
+
+    task = asyncio.create_task(loop_that_retries())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 2)
+    assert isinstance(seen[0], asyncio.CancelledError)
+    assert isinstance(_transport_error("GET", "/x", ConnectionResetError("reset")), TransportError)

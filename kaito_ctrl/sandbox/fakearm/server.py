@@ -12,7 +12,6 @@ Test controls live under ``/_fake`` (faults, pools, request counts, config) and 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import socket
 import tempfile
@@ -171,9 +170,14 @@ class FakeArmServer:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            # Bounded: a background loop that swallowed its cancellation must not hang the caller's teardown.
+            done, stuck = await asyncio.wait(self._tasks, timeout=10)
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved, so asyncio does not report it as never retrieved
+            for task in stuck:
+                log.warning("fake ARM background task did not stop when cancelled", task=task.get_name())
         self._tasks.clear()
         if self._runner is not None:
             await self._runner.cleanup()
