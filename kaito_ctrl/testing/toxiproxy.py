@@ -50,15 +50,19 @@ class Toxiproxy:
             env={**os.environ, "LOG_LEVEL": "warn"},
         )
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"toxiproxy-server exited with {self._process.returncode}")
-            try:
-                self._call("GET", "/proxies")
-                return
-            except OSError:
-                time.sleep(0.1)  # polling interval of a deadline-bounded wait for the API to listen
-        raise TimeoutError("toxiproxy-server did not answer in time")
+        try:
+            while time.monotonic() < deadline:
+                if self._process.poll() is not None:
+                    raise RuntimeError(f"toxiproxy-server exited with {self._process.returncode}")
+                try:
+                    self._call("GET", "/proxies")
+                    return
+                except OSError:
+                    time.sleep(0.1)  # polling interval of a deadline-bounded wait for the API to listen
+            raise TimeoutError("toxiproxy-server did not answer in time")
+        except BaseException:
+            self.stop()  # never leave the process behind a failed start
+            raise
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
