@@ -6,6 +6,7 @@ takes over, and the two never lead at once. Toxiproxy is built from its Go modul
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 import uuid
@@ -21,14 +22,24 @@ from kaito_ctrl.controllers.workspace.setup import setup
 from kaito_ctrl.kube import conditions as cond
 from kaito_ctrl.kube import config as kconfig
 from kaito_ctrl.kube.client import KubeClient
-from kaito_ctrl.kube.errors import NotFound
+from kaito_ctrl.kube.errors import Conflict, NotFound
 from kaito_ctrl.kube.leaderelection import LeaderElectionConfig
-from kaito_ctrl.kube.resources import DEPLOYMENTS, SERVICES, STATEFULSETS, WORKSPACES
+from kaito_ctrl.kube.resources import (
+    DEPLOYMENTS,
+    NAMESPACES,
+    SERVICES,
+    STATEFULSETS,
+    VALIDATING_WEBHOOKS,
+    WORKSPACES,
+)
 from kaito_ctrl.runtime.manager import Manager
 from kaito_ctrl.settings import Settings
 from kaito_ctrl.testing.controlplane import ControlPlane
 from kaito_ctrl.testing.gpunodes import GpuNodeSpec
 from kaito_ctrl.testing.toxiproxy import Toxiproxy
+from kaito_ctrl.webhook.certs import CertPolicy
+from kaito_ctrl.webhook.registration import ClientConfig, WebhookRunner
+from kaito_ctrl.webhook.server import WebhookServer
 from tests.cases.invalid_workspaces import inference_ws
 
 REPO = Path(__file__).resolve().parents[2]
@@ -223,3 +234,45 @@ async def _until_gone(kube: KubeClient, namespace: str) -> None:
             return
         assert time.monotonic() < deadline, "the finalizer was not released"
         await asyncio.sleep(0.2)  # polling interval of a deadline-bounded wait
+
+
+def _restarts(task: str) -> float:
+    return metrics.REGISTRY.get_sample_value("kaito_ctrl_task_restarts_total", {"task": task}) or 0.0
+
+
+async def test_the_webhook_keeps_retrying_through_a_reset_link_and_registers_once_it_clears(
+    clients: tuple[KubeClient, KubeClient, str], toxiproxy: Toxiproxy, control_plane: ControlPlane
+) -> None:
+    through, direct, proxy = clients
+    task_name = f"webhook-{proxy}"
+    with contextlib.suppress(Conflict):
+        await direct.create(NAMESPACES, {"metadata": {"name": "kaito-fault-webhook"}})
+    runner = WebhookRunner(
+        through,
+        CertPolicy("kaito-ctrl-webhook", "kaito-fault-webhook"),
+        WebhookServer("127.0.0.1", 0, keepalive_timeout=0.5),
+        ClientConfig(url_base="https://127.0.0.1:0"),
+    )
+    manager = Manager(through)
+    manager.add_runnable(runner.run, needs_leader=False, name=task_name)
+    for stream in ("downstream", "upstream"):
+        toxiproxy.add_toxic(proxy, "reset_peer", stream=stream, timeout=0)
+    before = _restarts(task_name)
+    run = asyncio.create_task(manager.run())
+    try:
+        # Its start fails at the wire, and the supervisor restarts it; it is not ready meanwhile.
+        await _until(
+            lambda: _restarts(task_name) >= before + 2, 60, "the webhook's start to fail and be restarted"
+        )
+        assert not runner.ready.is_set()
+        toxiproxy.clear(proxy)
+        await asyncio.wait_for(runner.ready.wait(), 90)
+        registered = await direct.get(VALIDATING_WEBHOOKS, "kaito-ctrl-validating-webhook")
+        assert registered["webhooks"][0]["clientConfig"]["caBundle"]
+    finally:
+        toxiproxy.clear(proxy)
+        manager.stop()
+        await asyncio.gather(run, return_exceptions=True)
+        for kind, name in (("validatingwebhookconfiguration", "kaito-ctrl-validating-webhook"),
+                           ("mutatingwebhookconfiguration", "kaito-ctrl-mutating-webhook")):  # fmt: skip
+            control_plane.kubectl("delete", kind, name, check=False)
