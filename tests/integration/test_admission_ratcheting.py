@@ -6,44 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 
 import pytest
 
 from kaito_ctrl.kube.client import KubeClient
-from kaito_ctrl.kube.errors import ApiError, Conflict, Invalid, NotFound
-from kaito_ctrl.kube.resources import NAMESPACES, WORKSPACES
+from kaito_ctrl.kube.errors import ApiError, Invalid, NotFound
+from kaito_ctrl.kube.resources import WORKSPACES
 from kaito_ctrl.testing.controlplane import ControlPlane
-from kaito_ctrl.webhook.certs import CertPolicy
-from kaito_ctrl.webhook.registration import ClientConfig, WebhookRunner
-from kaito_ctrl.webhook.server import WebhookServer
 from tests.cases.invalid_workspaces import inference_ws
 from tests.integration.test_workspace_controller import kube as kube
+from tests.integration.webhooks import registered_webhook
 
 FINALIZER = "workspace.kaito.io/finalizer"
-
-
-@contextlib.asynccontextmanager
-async def _webhook(kube: KubeClient, control_plane: ControlPlane) -> AsyncIterator[None]:
-    with contextlib.suppress(Conflict):
-        await kube.create(NAMESPACES, {"metadata": {"name": "kaito-ratchet-webhook"}})
-    server = WebhookServer("127.0.0.1", 0, keepalive_timeout=0.5, node_provisioner="nodeclaim")
-    runner = WebhookRunner(
-        kube,
-        CertPolicy("kaito-ctrl-webhook", "kaito-ratchet-webhook"),
-        server,
-        ClientConfig(url_base="https://127.0.0.1:0"),
-    )
-    task = asyncio.create_task(runner.run())
-    try:
-        await asyncio.wait_for(runner.ready.wait(), 30)
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        for kind, name in (("validatingwebhookconfiguration", "kaito-ctrl-validating-webhook"),
-                           ("mutatingwebhookconfiguration", "kaito-ctrl-mutating-webhook")):  # fmt: skip
-            control_plane.kubectl("delete", kind, name, check=False)
 
 
 async def _webhook_judges(kube: KubeClient, namespace: str) -> None:
@@ -69,7 +43,7 @@ async def test_a_workspace_todays_rules_refuse_can_still_be_deleted(
     ws["inference"]["preset"]["name"] = "a-preset-retired-by-an-upgrade"
     ws["metadata"]["finalizers"] = [FINALIZER]
     await kube.create(WORKSPACES, ws, namespace)
-    async with _webhook(kube, control_plane):
+    async with registered_webhook(kube, control_plane, "kaito-ratchet-webhook"):
         await _webhook_judges(kube, namespace)
         # A spec change is judged in full: refused.
         with pytest.raises(Invalid, match="a-preset-retired-by-an-upgrade"):

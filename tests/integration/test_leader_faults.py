@@ -37,10 +37,9 @@ from kaito_ctrl.settings import Settings
 from kaito_ctrl.testing.controlplane import ControlPlane
 from kaito_ctrl.testing.gpunodes import GpuNodeSpec
 from kaito_ctrl.testing.toxiproxy import Toxiproxy
-from kaito_ctrl.webhook.certs import CertPolicy
-from kaito_ctrl.webhook.registration import ClientConfig, WebhookRunner
 from kaito_ctrl.webhook.server import WebhookServer
 from tests.cases.invalid_workspaces import inference_ws
+from tests.integration.webhooks import delete_configurations, runner_for
 
 REPO = Path(__file__).resolve().parents[2]
 LEASE = {"lease_duration": 4, "renew_deadline": 3, "retry_period": 1}
@@ -247,12 +246,7 @@ async def test_the_webhook_keeps_retrying_through_a_reset_link_and_registers_onc
     task_name = f"webhook-{proxy}"
     with contextlib.suppress(Conflict):
         await direct.create(NAMESPACES, {"metadata": {"name": "kaito-fault-webhook"}})
-    runner = WebhookRunner(
-        through,
-        CertPolicy("kaito-ctrl-webhook", "kaito-fault-webhook"),
-        WebhookServer("127.0.0.1", 0, keepalive_timeout=0.5),
-        ClientConfig(url_base="https://127.0.0.1:0"),
-    )
+    runner = runner_for(through, WebhookServer("127.0.0.1", 0, keepalive_timeout=0.5), "kaito-fault-webhook")
     manager = Manager(through)
     manager.add_runnable(runner.run, needs_leader=False, name=task_name)
     for stream in ("downstream", "upstream"):
@@ -273,6 +267,4 @@ async def test_the_webhook_keeps_retrying_through_a_reset_link_and_registers_onc
         toxiproxy.clear(proxy)
         manager.stop()
         await asyncio.gather(run, return_exceptions=True)
-        for kind, name in (("validatingwebhookconfiguration", "kaito-ctrl-validating-webhook"),
-                           ("mutatingwebhookconfiguration", "kaito-ctrl-mutating-webhook")):  # fmt: skip
-            control_plane.kubectl("delete", kind, name, check=False)
+        delete_configurations(control_plane)

@@ -6,7 +6,6 @@ template passes."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,10 +19,9 @@ from kaito_ctrl.kube.client import KubeClient
 from kaito_ctrl.kube.errors import ApiError
 from kaito_ctrl.kube.resources import NAMESPACES, WORKSPACES
 from kaito_ctrl.testing.controlplane import ControlPlane
-from kaito_ctrl.webhook.certs import CertPolicy
-from kaito_ctrl.webhook.registration import ClientConfig, WebhookRunner
 from kaito_ctrl.webhook.server import WebhookServer
 from tests.cases.invalid_workspaces import tuning_ws
+from tests.integration.webhooks import registered_webhook
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,28 +82,11 @@ async def webhook(control_plane: ControlPlane) -> AsyncIterator[KubeClient]:
     control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "manifests/crds"))
     control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/workspaces.kaito.sh")
     kube = await KubeClient.from_kubeconfig(control_plane.kubeconfig, qps=200, burst=200)
-    with contextlib.suppress(ApiError):
-        await kube.create(NAMESPACES, {"metadata": {"name": "kaito-podsec-test"}})
     server = WebhookServer(
         "127.0.0.1", 0, keepalive_timeout=0.5, namespace_allows=namespace_allows_reader(kube)
     )
-    runner = WebhookRunner(
-        kube,
-        CertPolicy("kaito-ctrl-webhook", "kaito-podsec-test"),
-        server,
-        ClientConfig(url_base="https://127.0.0.1:0"),
-    )
-    task = asyncio.create_task(runner.run())
-    await asyncio.wait_for(runner.ready.wait(), 30)
-    yield kube
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    control_plane.kubectl(
-        "delete", "validatingwebhookconfiguration", "kaito-ctrl-validating-webhook", check=False
-    )
-    control_plane.kubectl(
-        "delete", "mutatingwebhookconfiguration", "kaito-ctrl-mutating-webhook", check=False
-    )
+    async with registered_webhook(kube, control_plane, "kaito-podsec-test", server):
+        yield kube
     await kube.close()
 
 

@@ -5,7 +5,6 @@ apiserver's calls succeeding on new connections."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -17,13 +16,12 @@ import yaml
 
 from kaito_ctrl import pki
 from kaito_ctrl.kube.client import KubeClient
-from kaito_ctrl.kube.errors import ApiError, Conflict
-from kaito_ctrl.kube.resources import NAMESPACES, WORKSPACES, WORKSPACES_V1ALPHA1
+from kaito_ctrl.kube.errors import ApiError
+from kaito_ctrl.kube.resources import WORKSPACES, WORKSPACES_V1ALPHA1
 from kaito_ctrl.testing.controlplane import ControlPlane
-from kaito_ctrl.webhook.certs import CertPolicy
-from kaito_ctrl.webhook.registration import ClientConfig, WebhookRunner
-from kaito_ctrl.webhook.server import WebhookServer
+from kaito_ctrl.webhook.registration import WebhookRunner
 from tests.cases.invalid_workspaces import CASES, inference_ws
+from tests.integration.webhooks import registered_webhook
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,22 +31,8 @@ async def webhook(control_plane: ControlPlane) -> AsyncIterator[tuple[WebhookRun
     control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "manifests/crds"))
     control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/workspaces.kaito.sh")
     kube = await KubeClient.from_kubeconfig(control_plane.kubeconfig, qps=200, burst=200)
-    with contextlib.suppress(Conflict):
-        await kube.create(NAMESPACES, {"metadata": {"name": "kaito-webhook-test"}})
-    runner = WebhookRunner(
-        kube,
-        CertPolicy("kaito-ctrl-webhook", "kaito-webhook-test"),
-        WebhookServer("127.0.0.1", 0, keepalive_timeout=0.5),
-        ClientConfig(url_base="https://127.0.0.1:0"),
-    )
-    task = asyncio.create_task(runner.run())
-    await asyncio.wait_for(runner.ready.wait(), 30)
-    yield runner, kube
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    for name in ("kaito-ctrl-validating-webhook", "kaito-ctrl-mutating-webhook"):
-        control_plane.kubectl("delete", "validatingwebhookconfiguration" if "validating" in name else
-                              "mutatingwebhookconfiguration", name, check=False)  # fmt: skip
+    async with registered_webhook(kube, control_plane, "kaito-webhook-test") as runner:
+        yield runner, kube
     await kube.close()
 
 
