@@ -479,3 +479,185 @@ def test_seed_image_transformers_matches_kaito_v0_3_2() -> None:
     assert torch["nnodes"] == "2" and torch["nproc_per_node"] == "1" and torch["rdzv_backend"] == "c10d"
     assert torch["rdzv_endpoint"] == "testWorkspace-0.testWorkspace-headless.kaito.svc.cluster.local:29500"
     assert script.endswith("inference_api.py --max_batch_size=8 --max_seq_len=512")
+
+
+# --- Every catalog preset under both runtimes, against Kaito's own rules re-typed as data. ----------------------
+# presets/workspace/generator/generator.go (Aug 2026): the name is the Hugging Face id's last segment, lowercased;
+# prefix maps first, then the architecture maps. Only the entries a catalog model can meet are re-typed from the
+# architecture maps; the prefix maps are whole, so a new preset whose name matches one is judged too.
+KAITO_REASONING_PREFIX = {
+    "deepseek-r1": "deepseek_r1", "deepseek-v3": "deepseek_v3", "deepseek-v4": "deepseek_v4", "ernie-4.5": "ernie45",
+    "gemma-4": "gemma4", "glm-4.5": "glm45", "granite-3.2": "granite", "holo2": "holo2",
+    "hunyuan-a13b": "hunyuan_a13b", "kimi-k2": "kimi_k2", "laguna": "poolside_v1",
+    "minimax-m2": "minimax_m2_append_think", "minimax-m3": "minimax_m3", "mimo": "mimo", "mistral": "mistral",
+    "olmo-3": "olmo3", "qwen3": "qwen3", "qwq-32b": "deepseek_r1", "step3": "step3",
+}  # fmt: skip
+KAITO_REASONING_ARCH = {"DeepseekV3ForCausalLM": "deepseek_v3", "MistralForCausalLM": "mistral",
+                        "GptOssForCausalLM": "openai_gptoss"}  # fmt: skip
+KAITO_NON_REASONING = {"mistral-7b-v0.3", "mistral-7b-instruct-v0.3"}
+KAITO_TOOL_PREFIX = {
+    "hermes-2": "hermes", "hermes-3": "hermes", "mistral": "mistral", "meta-llama-3": "llama3_json",
+    "meta-llama-4": "llama4_pythonic", "granite-3": "granite", "granite-4": "granite4", "internlm": "internlm",
+    "ai21-jamba": "jamba", "llama-xlama": "xlam", "xlam": "xlam", "qwq-32b": "hermes", "qwen2.5": "hermes",
+    "laguna": "poolside_v1", "minimax-m2": "minimax_m2", "minimax-m3": "minimax_m3", "mimo": "mimo", "lfm2": "lfm2",
+    "apertus": "apertus", "deepseek-r1": "deepseek_v3", "deepseek-v3": "deepseek_v3", "deepseek-v3.1": "deepseek_v31",
+    "deepseek-v3.2": "deepseek_v32", "deepseek-v4": "deepseek_v4", "kimi_k2": "kimi_k2", "hunyuan-a13b": "hunyuan_a13b",
+    "longcat": "longcat", "glm-4": "glm45", "glm-4.7": "glm47", "qwen3": "hermes", "qwen3-coder": "qwen3_xml",
+    "qwen3.5": "qwen3_coder", "qwen3.6": "qwen3_coder", "qwen3.8": "qwen3_coder", "olmo-3": "olmo3",
+    "gigachat3": "gigachat3", "ernie-4.5": "ernie45", "phi4-mini": "phi4_mini_json", "step3p5": "step3p5",
+    "step3": "step3", "seed-oss": "seed_oss", "gemma-3": "functiongemma", "gemma-4": "gemma4",
+}  # fmt: skip
+KAITO_TOOL_ARCH = {"MistralForCausalLM": "mistral", "LlamaForCausalLM": "llama3_json", "Qwen2ForCausalLM": "hermes",
+                   "DeepseekV3ForCausalLM": "deepseek_v3", "GptOssForCausalLM": "openai",
+                   "Gemma3ForCausalLM": "functiongemma", "Phi4MiniForCausalLM": "phi4_mini_json"}  # fmt: skip
+KAITO_CHAT_TEMPLATE_PREFIX = {
+    "deepseek-r1": "tool-chat-deepseekr1.jinja", "deepseek-v3": "tool-chat-deepseekv3.jinja",
+    "gemma-4": "tool-chat-gemma4.jinja", "llama-3": "tool-chat-llama3.1-json.jinja",
+    "phi-4-mini": "tool-chat-phi4-mini.jinja", "qwen2.5": "tool-chat-hermes.jinja",
+}  # fmt: skip
+KAITO_TOKENIZER_PREFIX = {
+    "deepseek-r1": "deepseek_v32",
+    "deepseek-v3": "deepseek_v32",
+    "deepseek-v4": "deepseek_v4",
+}
+# config.json `architectures` of each catalog model on Hugging Face (what the generator reads).
+HF_ARCHITECTURE = {
+    "phi-3": "Phi3ForCausalLM", "phi-4": "Phi3ForCausalLM", "falcon": "FalconForCausalLM",
+    "llama-2": "LlamaForCausalLM", "llama-3": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
+    "qwen": "Qwen2ForCausalLM", "gemma": "Gemma3ForConditionalGeneration", "gpt-oss": "GptOssForCausalLM",
+    "phi-2": "PhiForCausalLM",
+}  # fmt: skip
+HF_ARCHITECTURE_BY_PRESET = {"deepseek-r1-distill-llama-8b": "LlamaForCausalLM",
+                             "deepseek-r1-distill-qwen-14b": "Qwen2ForCausalLM",
+                             "deepseek-r1-0528": "DeepseekV3ForCausalLM"}  # fmt: skip
+# Deliberate differences (docs/architecture.md): Llama-2 was never trained on Llama-3's JSON tool-call format, so it
+# gets no tool-call parser where Kaito's generator would attach llama3_json by architecture.
+NO_TOOL_PARSER = {"llama-2"}
+
+# presets/workspace/models/transformer_runtime_inference_parameters.go: ModelRunParams by generator name.
+_PHI = {"torch_dtype": "auto", "pipeline": "text-generation", "trust_remote_code": ""}
+_MISTRAL = {"torch_dtype": "bfloat16", "pipeline": "text-generation",
+            "chat_template": "/workspace/chat_templates/mistral-instruct.jinja", "allow_remote_files": ""}  # fmt: skip
+_GEMMA3 = {"torch_dtype": "auto", "pipeline": "text-generation", "allow_remote_files": ""}
+_QWEN = {"torch_dtype": "bfloat16", "pipeline": "text-generation"}
+_LLAMA = {"torch_dtype": "bfloat16", "pipeline": "text-generation",
+          "chat_template": "/workspace/chat_templates/llama-3-instruct.jinja", "allow_remote_files": ""}  # fmt: skip
+_GPT = {"torch_dtype": "auto", "pipeline": "text-generation", "allow_remote_files": ""}
+_DISTILL = {"torch_dtype": "bfloat16", "pipeline": "text-generation"}
+_DEEPSEEK_LARGE = {"torch_dtype": "bfloat16", "pipeline": "text-generation", "allow_remote_files": ""}
+KAITO_TRANSFORMERS_RUN_PARAMS = {
+    "phi-4": _PHI, "phi-3-mini-4k-instruct": _PHI, "phi-3-mini-128k-instruct": _PHI,
+    "phi-3-medium-4k-instruct": _PHI, "phi-3-medium-128k-instruct": _PHI, "phi-3.5-mini-instruct": _PHI,
+    "mistral-7b-v0.3": _MISTRAL, "mistral-7b-instruct-v0.3": _MISTRAL, "mistral-large-3-675b-instruct": _MISTRAL,
+    "gemma-3-4b-it": _GEMMA3, "gemma-3-27b-it": _GEMMA3, "qwen2.5-coder-7b-instruct": _QWEN,
+    "qwen2.5-coder-32b-instruct": _QWEN, "llama-3.1-8b-instruct": _LLAMA, "llama-3.3-70b-instruct": _LLAMA,
+    "gpt-oss-20b": _GPT, "gpt-oss-120b": _GPT, "deepseek-r1-distill-llama-8b": _DISTILL,
+    "deepseek-r1-distill-qwen-14b": _DISTILL, "deepseek-r1-0528": _DEEPSEEK_LARGE, "deepseek-v3-0324": _DEEPSEEK_LARGE,
+}  # fmt: skip
+ACCELERATE = {"num_processes": "1", "num_machines": "1", "machine_rank": "0", "gpu_ids": "all"}
+# Kaito v0.3.2 presets/models/{phi3,falcon,mistral,phi2}/model.go: the run params of the seed era's images.
+KAITO_V032_RUN_PARAMS = {"phi-3": _PHI, "falcon": _QWEN, "mistral": _QWEN,
+                         "phi-2": {"torch_dtype": "float16", "pipeline": "text-generation"}}  # fmt: skip
+
+
+def _prefix_match(name: str, table: dict[str, str], longest_first: bool = False) -> str | None:
+    keys = sorted(table, reverse=True) if longest_first else list(table)
+    matches = [k for k in keys if name.startswith(k)]
+    if not longest_first:  # Go map order is random: Kaito relies on at most one prefix matching
+        assert len(matches) <= 1, (name, matches)
+    return table[matches[0]] if matches else None
+
+
+def kaito_vllm_family_flags(preset_name: str) -> dict[str, str]:
+    """generator.go's per-model vLLM flags (vllm_model.go turns them into flags)."""
+    p = catalog().preset(preset_name)
+    assert p is not None
+    name = p.model_id.rsplit("/", 1)[-1].lower()
+    arch = HF_ARCHITECTURE_BY_PRESET.get(preset_name) or HF_ARCHITECTURE[p.family]
+    flags: dict[str, str] = {}
+    if name not in KAITO_NON_REASONING:
+        reasoning = _prefix_match(name, KAITO_REASONING_PREFIX) or KAITO_REASONING_ARCH.get(arch)
+        if reasoning:
+            flags["reasoning-parser"] = reasoning
+    tool = _prefix_match(name, KAITO_TOOL_PREFIX, longest_first=True) or KAITO_TOOL_ARCH.get(arch)
+    if tool and p.family not in NO_TOOL_PARSER:
+        flags |= {"tool-call-parser": tool, "enable-auto-tool-choice": ""}
+    template = _prefix_match(name, KAITO_CHAT_TEMPLATE_PREFIX)
+    if template:
+        flags["chat-template"] = f"/workspace/chat_templates/{template}"
+    tokenizer = _prefix_match(name, KAITO_TOKENIZER_PREFIX)
+    if tokenizer:
+        flags["tokenizer_mode"] = tokenizer
+    if (
+        arch == "MistralForCausalLM"
+    ):  # generator_test.go TestLoadFromCatalogMistralFormats: consolidated weights
+        flags |= {"load_format": "mistral", "config_format": "mistral", "tokenizer_mode": "mistral"}
+    if arch == "GptOssForCausalLM" or preset_name == "deepseek-r1-0528":  # quantized weights: dtype auto
+        flags["dtype"] = "auto"
+    return flags
+
+
+ALL_PRESETS = [n for n, p in catalog().presets.items() if not p.deprecated]
+
+
+@pytest.mark.parametrize("preset_name", ALL_PRESETS)
+def test_every_preset_under_vllm_matches_kaito_generator(preset_name: str) -> None:
+    """Every catalog preset's vLLM command: Kaito's fixed flags, the generator defaults overridden by its
+    per-model rules, the model and its served name."""
+    preset = catalog().preset(preset_name)
+    assert preset is not None
+    container = pod(workspace(preset_name, "Standard_NC96ads_A100_v4", runtime="vllm", secret="test-secret"))[
+        "containers"
+    ][0]
+    assert container["image"] == f"{REGISTRY}/kaito-base:0.5.0"
+    server = next(part for part in container["command"][2].split("; ") if "inference_api.py" in part)
+    head, params = command_parts(server)
+    assert head == "python3 /workspace/vllm/inference_api.py"
+    name = preset.model_id.rsplit("/", 1)[-1].lower()
+    expected = {**VLLM_ALWAYS, **GENERATED, **kaito_vllm_family_flags(preset_name), "model": preset.model_id,
+                "served-model-name": name, "download-dir": "/workspace/weights", "max-model-len": "auto",
+                "gpu-memory-utilization": "0.84"}  # fmt: skip
+    parallelism = {"tensor-parallel-size", "data-parallel-size", "pipeline-parallel-size",
+                   "distributed-executor-backend", "kaito-kv-cache-cpu-memory-utilization"}  # fmt: skip
+    assert {k: v for k, v in params.items() if k not in parallelism} == expected
+    assert HF_TOKEN in container["env"]
+
+
+@pytest.mark.parametrize("preset_name", ALL_PRESETS)
+def test_every_preset_under_transformers_matches_kaito(preset_name: str) -> None:
+    """Every catalog preset under transformers: a seed-era preset runs its own image with the v0.3.2 run params;
+    any other runs the base image with Kaito v0.12's TransformerInferenceParameters and the download flags, or is
+    refused when Kaito has no transformers parameters for it."""
+    preset = catalog().preset(preset_name)
+    assert preset is not None
+    name = preset.model_id.rsplit("/", 1)[-1].lower()
+    if preset.family == "llama-2":
+        return  # Meta's torchrun server: test_seed_image_transformers_matches_kaito_v0_3_2
+    if not preset.seed_era and name not in KAITO_TRANSFORMERS_RUN_PARAMS:
+        refused = rt.runtime_refusals(preset, "transformers", {})
+        assert refused and "does not support inference with the transformers runtime" in refused[0][1]
+        return
+    container = pod(
+        workspace(preset_name, "Standard_NC96ads_A100_v4", runtime="transformers", secret="test-secret")
+    )["containers"][0]
+    head, params = command_parts(container["command"][2])
+    assert head == "accelerate launch /workspace/tfs/inference_api.py"
+    if preset.seed_era:
+        assert container["image"] == f"{REGISTRY}/kaito-{preset_name}:{preset.image_tag}"
+        expected = {**ACCELERATE, **KAITO_V032_RUN_PARAMS[preset.family],
+                    "pretrained_model_name_or_path": "/workspace/tfs/weights"}  # fmt: skip
+    else:
+        assert container["image"] == f"{REGISTRY}/kaito-base:0.5.0"
+        expected = {**ACCELERATE, **KAITO_TRANSFORMERS_RUN_PARAMS[name], "pretrained_model_name_or_path":
+                    preset.model_id, "allow_remote_files": "", "served_model_name": name}  # fmt: skip
+        assert HF_TOKEN in container["env"]
+    assert params == expected
+
+
+def test_every_family_and_runtime_is_covered() -> None:
+    """The two tests above judge every family under both runtimes (the deprecated phi-2 is refused)."""
+    families = {catalog().preset(n).family for n in ALL_PRESETS}  # type: ignore[union-attr]
+    assert families >= {"phi-3", "phi-4", "falcon", "llama-2", "llama-3", "mistral", "qwen", "deepseek", "gemma",
+                        "gpt-oss"}  # fmt: skip
+    phi2 = catalog().preset("phi-2")
+    assert phi2 is not None and phi2.deprecated
