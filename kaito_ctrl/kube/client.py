@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import platform
+import socket
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -19,7 +21,7 @@ import aiohttp
 import orjson
 import structlog
 
-from kaito_ctrl import metrics
+from kaito_ctrl import __version__, metrics
 from kaito_ctrl.kube import config as kconfig
 from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
 from kaito_ctrl.kube.errors import ApiError, TooManyRequests, TransportError, error_for
@@ -71,6 +73,14 @@ def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
         return None
 
 
+def default_user_agent() -> str:
+    """client-go's shape (``binary/version (os/arch)``) plus the host name: replicas share a service account, so
+    the user agent is what tells their requests apart in the apiserver's audit log."""
+    return (
+        f"kaito-ctrl/v{__version__} ({platform.system().lower()}/{platform.machine()}) {socket.gethostname()}"
+    )
+
+
 class KubeClient:
     def __init__(
         self,
@@ -81,8 +91,10 @@ class KubeClient:
         clock: Clock = REAL_CLOCK,
         timeout: float = DEFAULT_TIMEOUT,
         retry_after: RetryAfterPolicy | None = None,
+        user_agent: str | None = None,
     ) -> None:
         self.conn = conn
+        self.user_agent = user_agent or default_user_agent()
         self.host = conn.server
         self._metric_host = urlsplit(conn.server).netloc
         self._clock = clock
@@ -137,7 +149,7 @@ class KubeClient:
         await self.close()
 
     def _headers(self, content_type: str | None, accept: str = JSON) -> dict[str, str]:
-        headers = {"Accept": accept, "User-Agent": "kaito-ctrl"}
+        headers = {"Accept": accept, "User-Agent": self.user_agent}
         auth = self.conn.current_authorization()
         if auth:
             headers["Authorization"] = auth
