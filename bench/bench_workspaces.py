@@ -27,7 +27,8 @@ The systems:
 
 The bodies (Service, Deployment, status, Events) are rendered by kaito-ctrl's own reconciler objects from
 the first kaito-ctrl run and checked against what that run wrote. Each figure is the median of 3 runs (1 with
-``--quick``); runs of the three systems alternate so that drift of the machine hits each alike.
+``--quick``); each run starts with a different system (kaito, raw, kopf; then raw, kopf, kaito; ...) so that
+drift of the machine hits each alike, and everything a system created is deleted before the next one starts.
 
 ``python -m bench.bench_workspaces [--quick]`` starts its own control plane (no kube-controller-manager, so
 Deployments make no pods) when ``KAITO_BENCH_KUBECONFIG`` is unset and prints the rows as JSON.
@@ -66,7 +67,7 @@ from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
 from kaito_ctrl.controllers.workspace.workload import render_inference
 from kaito_ctrl.kube import conditions as cond
 from kaito_ctrl.kube.client import KubeClient
-from kaito_ctrl.kube.errors import Conflict, TooManyRequests
+from kaito_ctrl.kube.errors import Conflict, NotFound, TooManyRequests
 from kaito_ctrl.kube.resources import (
     CRDS,
     DEPLOYMENTS,
@@ -74,6 +75,7 @@ from kaito_ctrl.kube.resources import (
     NAMESPACES,
     NODES,
     SERVICES,
+    STATEFULSETS,
     WORKSPACES,
     Resource,
 )
@@ -284,6 +286,32 @@ async def new_namespace(client: KubeClient, system: str, run: int) -> str:
     ns = f"bench-ws-{system}-{run}-{uuid.uuid4().hex[:6]}"
     await client.create(NAMESPACES, {"metadata": {"name": ns, "labels": {"kaito.sh/bench": "workspaces"}}})
     return ns
+
+
+async def clear_namespaces(client: KubeClient) -> None:
+    """Delete what the runs so far created, so each run meets the same etcd: every system's Workspaces (their
+    finalizers dropped first: the controller that would release them has stopped), workloads, Services and
+    Events, then the namespaces themselves."""
+    for ns in await client.list_all(NAMESPACES, label_selector="kaito.sh/bench=workspaces"):
+        name = ns["metadata"]["name"]
+        for ws in await client.list_all(WORKSPACES, name):
+            if ws["metadata"].get("finalizers"):
+                with contextlib.suppress(NotFound):
+                    await client.merge_patch(
+                        WORKSPACES, ws["metadata"]["name"], {"metadata": {"finalizers": None}}, name
+                    )
+        for res in (WORKSPACES, DEPLOYMENTS, STATEFULSETS, SERVICES, EVENTS):
+            await client.request("DELETE", res.path(name))
+        with contextlib.suppress(NotFound):
+            await client.delete(NAMESPACES, name)
+
+    async def emptied() -> bool:
+        for ns in await client.list_all(NAMESPACES, label_selector="kaito.sh/bench=workspaces"):
+            if (await client.list(WORKSPACES, ns["metadata"]["name"], limit=1))["items"]:
+                return False
+        return True
+
+    await poll_until("the previous run's Workspaces to be deleted", emptied, 120, 0.5)
 
 
 # ---------------------------------------------------------------------------- driving and timing
@@ -590,14 +618,21 @@ async def measure(kubeconfig: str, n: int, runs: int) -> dict[str, Any]:
     try:
         await prepare_cluster(client)
         with tempfile.TemporaryDirectory(prefix="kaito-bench-ws-") as tmp:
+            systems = ["kaito", "raw", "kopf"] if kopf_problem is None else ["kaito", "raw"]
             for run in range(runs):
-                walls["kaito"].append(await bench.run_kaito(run))
-                walls["raw"].append(await bench.run_raw(run))
-                if kopf_problem is None:
-                    try:
-                        walls["kopf"].append(await bench.run_kopf(run, Path(tmp)))
-                    except (RuntimeError, TimeoutError) as e:
-                        kopf_errors.append(str(e)[:300])
+                # Each run starts with a different system, so warm-up or drift of the machine does not always
+                # favour the same one; each system meets an etcd holding nothing of the runs before.
+                for system in systems[run % len(systems) :] + systems[: run % len(systems)]:
+                    if system == "kaito":
+                        walls["kaito"].append(await bench.run_kaito(run))
+                    elif system == "raw":
+                        walls["raw"].append(await bench.run_raw(run))
+                    else:
+                        try:
+                            walls["kopf"].append(await bench.run_kopf(run, Path(tmp)))
+                        except (RuntimeError, TimeoutError) as e:
+                            kopf_errors.append(str(e)[:300])
+                    await clear_namespaces(client)
                 log.info("workspaces bench run", run=run, **{k: v[-1] for k, v in walls.items() if v})
     finally:
         await client.close()
