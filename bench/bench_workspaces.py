@@ -293,6 +293,8 @@ async def clear_namespaces(client: KubeClient) -> None:
     finalizers dropped first: the controller that would release them has stopped), workloads, Services and
     Events, then the namespaces themselves."""
     for ns in await client.list_all(NAMESPACES, label_selector="kaito.sh/bench=workspaces"):
+        if ns["metadata"].get("deletionTimestamp"):
+            continue  # emptied by an earlier call (no namespace controller runs here to finish it)
         name = ns["metadata"]["name"]
         for ws in await client.list_all(WORKSPACES, name):
             if ws["metadata"].get("finalizers"):

@@ -33,6 +33,10 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 
 NOTES = """## How to read the figures
 
+- **Method.** Wherever two implementations are compared (P1, P3, P4, P6), both process the same input, each
+  three times (P4/P6 once with `--quick`), the first to run alternating from round to round, and the medians
+  are compared; P4/P6 delete every object a system created (Workspaces, workloads, Services, Events) before
+  the next system starts, so each meets the same etcd.
 - **P1** feeds one recorded stream of Pod watch events through kaito-ctrl's path (chunk splitting, orjson,
   managedFields stripped, cache and namespace index updated, handlers called) and through kubernetes-asyncio's
   `Watch.unmarshal_event` into `V1Pod` objects, which does only the decoding. orjson alone costs about 11-17 us per
