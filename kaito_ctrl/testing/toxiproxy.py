@@ -78,7 +78,9 @@ class Toxiproxy:
         request = urllib.request.Request(  # noqa: S310 (the loopback API of our own process)
             self.api + path, data=data, method=method, headers={"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        # Longer than the server's own 25 s handler timeout, after which it answers 503: a removal that waits
+        # for the data a toxic holds takes seconds under load.
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
             raw = response.read()
         return json.loads(raw) if raw else None
 
