@@ -242,12 +242,25 @@ async def test_without_the_device_plugin_a_gpu_node_stays_not_initialized(
             )
 
 
-async def test_invalid_claim_says_what_to_fix_and_creates_nothing(control_plane: ControlPlane) -> None:
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("storage", "0", "storage"),
+        # AKS takes node-pool taints only as key=value:Effect: a valueless taint is refused before any PUT.
+        ("taints", [{"key": "dedicated", "effect": "NoSchedule"}], "dedicated:NoSchedule has no value"),
+    ],
+)
+async def test_invalid_claim_says_what_to_fix_and_creates_nothing(
+    control_plane: ControlPlane, field: str, value: Any, named: str
+) -> None:
     async with rig(control_plane, "nodeclaim") as r:
         await r.start()
         name = new_name()
         claim = r.claim(name)
-        claim["spec"]["resources"]["requests"]["storage"] = "0"
+        if field == "storage":
+            claim["spec"]["resources"]["requests"]["storage"] = value
+        else:
+            claim["spec"][field] = value
         await r.api.create(claim)
 
         async def invalid() -> dict[str, Any] | None:
@@ -255,7 +268,7 @@ async def test_invalid_claim_says_what_to_fix_and_creates_nothing(control_plane:
             return c if c and c["reason"] == "InvalidSpec" else None
 
         c = await eventually(invalid, 30, "InvalidSpec")
-        assert c["status"] == "False" and "storage" in c["message"]
+        assert c["status"] == "False" and named in c["message"]
         assert r.fake.requests.counts["PUT pool"] == 0
 
 

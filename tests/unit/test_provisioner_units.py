@@ -15,7 +15,6 @@ from kaito_ctrl.controllers.provisioner.agentpool import (
     is_kaito_pool,
     is_managed,
     pool_created_at,
-    pool_name_from_provider_id,
     pool_spec,
 )
 from kaito_ctrl.controllers.provisioner.cloud.base import AgentPool
@@ -79,9 +78,16 @@ def test_claim_without_instance_type_is_invalid() -> None:
         pool_spec(obj, NOW)
 
 
-def test_valueless_taint_has_no_equals_sign() -> None:
-    assert format_taint({"key": "a", "effect": "NoSchedule"}) == "a:NoSchedule"
+def test_a_valueless_taint_is_refused_naming_it_and_aks_form() -> None:
     assert format_taint({"key": "a", "value": "b", "effect": "NoExecute"}) == "a=b:NoExecute"
+    with pytest.raises(
+        InvalidClaim, match=r"taint a:NoSchedule has no value.*key=value:Effect.*a=true:NoSchedule"
+    ):
+        format_taint({"key": "a", "effect": "NoSchedule"})
+    obj = claim()
+    obj["spec"]["taints"] = [{"key": "dedicated", "effect": "NoSchedule"}]
+    with pytest.raises(InvalidClaim, match="dedicated:NoSchedule"):
+        pool_spec(obj, NOW)
 
 
 def test_managed_by_labels_or_node_class() -> None:
@@ -98,15 +104,6 @@ def test_kaito_pools_and_their_age() -> None:
     assert is_kaito_pool(pool) and pool_created_at(pool) == NOW
     assert not is_kaito_pool(AgentPool("user", "Standard_D4s_v3", "Succeeded", labels={"team": "a"}))
     assert not is_kaito_pool(AgentPool("old", "x", "Succeeded", labels={"kaito.sh/workspace": "w"}))
-
-
-def test_pool_name_from_provider_id() -> None:
-    pid = (
-        "azure:///subscriptions/s/resourceGroups/mc_rg/providers/Microsoft.Compute/virtualMachineScaleSets/"
-        "aks-ws1a2b3c4d5-12345678-vmss/virtualMachines/0"
-    )
-    assert pool_name_from_provider_id(pid) == "ws1a2b3c4d5"
-    assert pool_name_from_provider_id("kind://docker/x") is None
 
 
 def node(**kw: Any) -> dict[str, Any]:

@@ -34,11 +34,6 @@ CREATION_TIMESTAMP_LABEL = "kaito.sh/creation-timestamp"
 CREATION_TIMESTAMP_FORMAT = "%Y-%m-%dT%H-%M-%SZ"
 NODE_CLASS = ("kaito.sh", "KaitoNodeClass")
 OS_SKUS = {"ubuntu": "Ubuntu", "azurelinux": "AzureLinux"}
-_PROVIDER_ID = re.compile(
-    r"^azure:///subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Compute/"
-    r"virtualMachineScaleSets/(?P<vmss>[^/]+)/virtualMachines/[^/]+$",
-    re.IGNORECASE,
-)
 
 
 class InvalidClaim(ValueError):
@@ -72,9 +67,16 @@ def pool_created_at(pool: AgentPool) -> float | None:
 
 
 def format_taint(taint: dict[str, Any]) -> str:
-    """ARM's taint form; a taint without a value is ``key:Effect`` (not ``key=:Effect``)."""
+    """ARM's taint form, ``key=value:Effect``. AKS documents node-pool taints only as key-value pairs with an
+    effect, so a Kubernetes taint without a value cannot be sent as it is: the claim is refused, naming the taint,
+    rather than guessing a form AKS may reject or read differently."""
     key, value, effect = taint.get("key", ""), taint.get("value"), taint.get("effect", "")
-    return f"{key}={value}:{effect}" if value else f"{key}:{effect}"
+    if not value:
+        raise InvalidClaim(
+            f"taint {key}:{effect} has no value; AKS node pool taints are key=value:Effect, so give it a value "
+            f"(e.g. {key}=true:{effect})"
+        )
+    return f"{key}={value}:{effect}"
 
 
 def os_disk_gib(obj: dict[str, Any]) -> int:
@@ -138,15 +140,6 @@ def pool_spec(obj: dict[str, Any], now: float) -> AgentPoolSpec:
         os_disk_size_gb=os_disk_gib(obj),
         os_sku=os_sku(obj),
     )
-
-
-def pool_name_from_provider_id(provider_id: str) -> str | None:
-    """``azure:///.../virtualMachineScaleSets/aks-<pool>-<digits>-vmss/virtualMachines/<n>`` -> ``<pool>``."""
-    match = _PROVIDER_ID.fullmatch(provider_id or "")
-    if not match:
-        return None
-    parts = match.group("vmss").split("-")
-    return parts[1] if len(parts) >= 3 and parts[0] == "aks" else None
 
 
 @dataclass(frozen=True)
