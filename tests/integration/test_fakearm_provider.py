@@ -161,20 +161,26 @@ async def test_a_pool_with_another_size_is_not_adopted(fake: FakeArmServer, prov
     assert e.value.reason is Reason.CONFLICT and not e.value.retryable
 
 
-async def test_deleting_while_creating_is_refused_as_in_progress(
+async def test_a_delete_preempts_a_create_in_flight_as_aks_does(
     fake: FakeArmServer, provider: AzureProvider
 ) -> None:
     fake.config.create_seconds = 30
-    create = asyncio.create_task(provider.create_pool(spec("ws1")))
+    accepted = asyncio.Event()
+    create = asyncio.create_task(provider.create_pool(spec("ws1"), on_accepted=accepted.set))
     try:
-        await wait_until(lambda: asyncio.sleep(0, "ws1" in fake.state.pools))
-        with pytest.raises(CloudError) as e:
-            await provider.delete_pool("ws1")
-        assert e.value.reason is Reason.OPERATION_IN_PROGRESS and e.value.retryable
-        assert "in progress create node pool operation" in e.value.message
+        await asyncio.wait_for(accepted.wait(), 10)
+        assert fake.state.pools["ws1"].state == "Creating"
+        # A second PUT on the busy pool is refused, with AKS's words.
         with pytest.raises(CloudError) as again:
             await provider.create_pool(spec("ws1", "Standard_NC24s_v3"))
         assert again.value.reason is Reason.CONFLICT
+        # The DELETE is accepted at once and the create ends with AKS's preemption code.
+        await asyncio.wait_for(provider.delete_pool("ws1"), 10)
+        assert "ws1" not in fake.state.pools
+        with pytest.raises(CloudError) as preempted:
+            await asyncio.wait_for(create, 10)
+        assert preempted.value.code == "AKSOperationPreemptedByDelete"
+        assert preempted.value.reason is Reason.TRANSIENT
     finally:
         create.cancel()
 

@@ -47,7 +47,20 @@ async def test_create_runs_its_operation_to_success_by_the_clock() -> None:
     assert status_body["status"] == "Succeeded" and "endTime" in status_body and "error" not in status_body
 
 
-async def test_a_busy_pool_refuses_another_operation_like_aks() -> None:
+async def test_a_delete_preempts_a_create_in_flight_like_aks() -> None:
+    clock = FakeClock()
+    state = make(clock)
+    _, _, create = state.put_pool("ws1", body())
+    delete = state.delete_pool("ws1")
+    assert delete is not None and delete.kind == "delete" and state.pools["ws1"].state == "Deleting"
+    status = state.operation_status(create)
+    assert status["status"] == "Failed" and status["error"]["code"] == "AKSOperationPreemptedByDelete"
+    await clock.advance(10)
+    state.tick()
+    assert "ws1" not in state.pools and state.operation_status(create)["status"] == "Failed"
+
+
+async def test_a_busy_pool_refuses_another_put_like_aks() -> None:
     clock = FakeClock()
     state = make(clock)
     state.put_pool("ws1", body())
@@ -58,9 +71,6 @@ async def test_a_busy_pool_refuses_another_operation_like_aks() -> None:
         "Operation is not allowed because there's an in progress create node pool operation"
         in put.value.message
     )
-    with pytest.raises(ArmError) as delete:
-        state.delete_pool("ws1")
-    assert delete.value.status == 409
     await clock.advance(10)
     state.tick()
     op = state.delete_pool("ws1")

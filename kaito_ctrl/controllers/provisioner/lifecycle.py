@@ -307,7 +307,7 @@ class ClaimLifecycle:
             # Counted from the claim's creation, so a restart of this process does not start the clock again.
             launching_for = max(self.clock.monotonic() - op.started, self._age(obj))
             if launching_for > self.tunables.launch_timeout:
-                # The create keeps running: termination waits for it before deleting the pool.
+                # Termination deletes the pool, preempting the create once ARM holds it.
                 self._set(draft, launched, "False", "LaunchTimeout",
                           f"agent pool {name} was not provisioned within {self.tunables.launch_timeout:.0f}s")  # fmt: skip
                 await self._delete_claim(obj, "launch timeout")
@@ -329,7 +329,9 @@ class ClaimLifecycle:
                 m.CAPACITY_CHECK_SKIPPED.labels(e.reason.value).inc()
                 log.warning("capacity pre-check skipped", nodeclaim=name, reason=e.reason.value, code=e.code)
             self._capacity_checked.add(name)
-        self.ops.start("create", name, self.clock.monotonic(), lambda: self.cloud.create_pool(spec))
+        accepted = asyncio.Event()
+        self.ops.start("create", name, self.clock.monotonic(),
+                       lambda: self.cloud.create_pool(spec, on_accepted=accepted.set), accepted)  # fmt: skip
         m.OPERATIONS_IN_FLIGHT.set(len(self.ops))
         current = self._condition(draft, launched)
         if (
@@ -484,14 +486,19 @@ class ClaimLifecycle:
         current = self.ops.get(name)
         if current is not None and current.kind == "create":
             if not current.done:
-                # Never abandon a create in flight: its PUT may still reach ARM after a delete found nothing,
-                # leaving a pool without a claim. AKS refuses to delete a creating pool anyway; the create's
-                # end enqueues the claim again.
-                await self._mark_terminating(
-                    obj, "WaitingForCreate", f"waiting for agent pool {name}'s create to end"
-                )
-                return Result(requeue_after=OPERATION_POLL)
-            self.ops.pop(name)
+                if current.accepted is None or not current.accepted.is_set():
+                    # The create's PUT has not been answered: it may still reach ARM after a delete found
+                    # nothing, leaving a pool without a claim. Wait for the answer (seconds, not the create).
+                    await self._mark_terminating(
+                        obj, "WaitingForCreate", f"waiting for ARM to accept agent pool {name}'s create"
+                    )
+                    return Result(requeue_after=OPERATION_POLL)
+                # ARM holds the create: a DELETE now preempts it (it ends AKSOperationPreemptedByDelete), so
+                # stop waiting on the create and delete at once instead of paying for the whole GPU VM create.
+                log.info("deleting an agent pool whose create is in flight", pool=name)
+                await self.ops.cancel(name)
+            else:
+                self.ops.pop(name)
         self._capacity_checked.discard(name)
         nodes = self._nodes_of(obj)
         for node in nodes:

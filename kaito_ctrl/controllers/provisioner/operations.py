@@ -25,6 +25,8 @@ class Operation:
     key: str
     started: float
     task: asyncio.Task[Any]
+    # Set once the cloud holds the operation (a create's PUT answered): a delete may then preempt it.
+    accepted: asyncio.Event | None = None
 
     @property
     def done(self) -> bool:
@@ -41,7 +43,14 @@ class Operations:
     def get(self, key: str) -> Operation | None:
         return self._ops.get(key)
 
-    def start(self, kind: str, key: str, started: float, work: Callable[[], Awaitable[Any]]) -> Operation:
+    def start(
+        self,
+        kind: str,
+        key: str,
+        started: float,
+        work: Callable[[], Awaitable[Any]],
+        accepted: asyncio.Event | None = None,
+    ) -> Operation:
         current = self._ops.get(key)
         if current is not None and not current.done:
             if current.kind != kind:
@@ -55,7 +64,7 @@ class Operations:
                 # Called for success, failure and cancellation alike: the claim must look again.
                 self._on_done(key)
 
-        op = Operation(kind, key, started, asyncio.create_task(run(), name=f"cloud-{kind}-{key}"))
+        op = Operation(kind, key, started, asyncio.create_task(run(), name=f"cloud-{kind}-{key}"), accepted)
         self._ops[key] = op
         return op
 

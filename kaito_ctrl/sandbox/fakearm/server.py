@@ -3,8 +3,9 @@
 The real Azure SDK talks to it through ``base_url`` and a CA bundle and cannot tell the difference on the
 paths it uses: PUT answers 201/200 with ``Azure-AsyncOperation``, ``Location`` and ``Retry-After`` and the pool
 ``Creating``; the operation resource goes InProgress -> Succeeded/Failed (with ARM's error body); DELETE
-answers 202 (or 204 when there is nothing to delete) and the pool shows ``Deleting``; a second operation on a
-busy pool gets AKS's 409 ``OperationNotAllowed``; ResourceSkus and compute usages back a quota pre-check.
+answers 202 (or 204 when there is nothing to delete) and the pool shows ``Deleting``; a second PUT on a busy
+pool gets AKS's 409 ``OperationNotAllowed``, while a DELETE preempts a create or update in flight (which ends
+Failed with ``AKSOperationPreemptedByDelete``); ResourceSkus and compute usages back a quota pre-check.
 
 Test controls live under ``/_fake`` (faults, pools, request counts, config) and on :class:`FakeArmServer`.
 """

@@ -516,7 +516,16 @@ class FakeArmState:
             op = self.operations[pool.operation]
             if op.kind == "delete":
                 return op  # deleting again is deleting
-            self._refuse_if_busy(name)
+            # AKS accepts a DELETE while the pool is being created or updated: the running operation ends
+            # Failed with AKSOperationPreemptedByDelete and the delete goes ahead.
+            now = self.clock.now()
+            op.status, op.ended = "Failed", now
+            op.error = {
+                "code": "AKSOperationPreemptedByDelete",
+                "message": f"Operation {op.kind} of agent pool {name} was preempted by a delete operation "
+                f"with operation Id started at {iso(now)}.",
+            }
+            log.info("fake ARM operation preempted by delete", pool=name, kind=op.kind)
         op = self._start(pool, "delete")
         self._changed()
         return op

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -229,8 +229,11 @@ class AzureProvider:
         except _FAILURES as e:
             raise classify_exception(e) from e
 
-    async def create_pool(self, spec: AgentPoolSpec) -> AgentPool:
+    async def create_pool(
+        self, spec: AgentPoolSpec, *, on_accepted: Callable[[], None] | None = None
+    ) -> AgentPool:
         plog = self._log.bind(pool=spec.name, vm_size=spec.vm_size)
+        accepted = on_accepted or (lambda: None)
         existing = await self.get_pool(spec.name)
         if existing is not None:
             if existing.vm_size.lower() != spec.vm_size.lower():
@@ -253,6 +256,7 @@ class AzureProvider:
                 plog.info(
                     "agent pool operation in progress; waiting for it", state=existing.provisioning_state
                 )
+                accepted()
                 return await self._await_settled(spec.name)
             # Failed or Canceled: a PUT with the same spec makes AKS try again.
             plog.info("agent pool failed earlier; putting it again", state=existing.provisioning_state)
@@ -267,13 +271,15 @@ class AzureProvider:
                 content_type="application/json",
                 cls=_raw_json,
             )
-            raw: Any = await poller.result()
+            accepted()
+            raw: Any = await self._within_timeout(poller.result(), f"create of agent pool {spec.name}")
         except _FAILURES as e:
             err = classify_exception(e)
             if err.reason is Reason.OPERATION_IN_PROGRESS:
                 current = await self.get_pool(spec.name)
                 if current is not None and current.in_progress and not current.deleting:
                     plog.info("create raced another operation on the pool; waiting for it")
+                    accepted()
                     return await self._await_settled(spec.name)
             plog.warning("agent pool create failed", reason=err.reason.value, code=err.code)
             raise err from e
@@ -286,6 +292,22 @@ class AzureProvider:
             )
         plog.info("agent pool created", state=pool.provisioning_state)
         return pool
+
+    async def _within_timeout(self, waiting: Awaitable[Any], what: str) -> Any:
+        """A long-running operation's wait, bounded by the operation timeout: ARM may keep an operation
+        InProgress far longer than any launch budget, and an unbounded poll would hold the claim with it."""
+        bound = asyncio.timeout(self.settings.operation_timeout)
+        try:
+            async with bound:
+                return await waiting
+        except TimeoutError:
+            if not bound.expired():
+                raise  # a timeout from below (a socket), not ours
+            raise CloudError(
+                Reason.TRANSIENT,
+                "OperationTimeout",
+                f"{what} did not finish within {self.settings.operation_timeout:.0f}s",
+            ) from None
 
     async def _await_settled(self, name: str) -> AgentPool:
         """Poll the pool until an operation someone else started (an earlier process, say) is over."""
@@ -317,7 +339,7 @@ class AzureProvider:
         extra: dict[str, Any] = {"ignore_pod_disruption_budget": True} if ignore_pdb else {}
         try:
             poller = await self._aks.agent_pools.begin_delete(s.resource_group, s.cluster_name, name, **extra)
-            await poller.result()
+            await self._within_timeout(poller.result(), f"delete of agent pool {name}")
         except _FAILURES as e:
             err = classify_exception(e)
             if err.reason is Reason.NOT_FOUND:

@@ -5,6 +5,7 @@ The provisioner only ever sees these types; ``AzureProvider`` (and any other clo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -137,8 +138,13 @@ class AgentPool:
 class CloudProvider(Protocol):
     """Agent pools of one cluster. Every method raises :class:`CloudError` on failure."""
 
-    async def create_pool(self, spec: AgentPoolSpec) -> AgentPool:
-        """Create the pool and wait until it is provisioned; adopt or keep waiting on one that exists."""
+    async def create_pool(
+        self, spec: AgentPoolSpec, *, on_accepted: Callable[[], None] | None = None
+    ) -> AgentPool:
+        """Create the pool and wait until it is provisioned; adopt or keep waiting on one that exists.
+
+        ``on_accepted`` is called once the cloud holds the create (its PUT answered, or a create found in
+        progress): from then on a delete preempts the create, before then the PUT may still arrive after it."""
         ...
 
     async def get_pool(self, name: str) -> AgentPool | None: ...
