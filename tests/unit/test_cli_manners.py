@@ -116,3 +116,27 @@ def test_render_names_the_document_of_a_multi_document_file(
     f.write_text(yaml.safe_dump(VALID) + "---\n" + yaml.safe_dump({**VALID, "kind": "Deployment"}))
     assert main(["render", "-f", str(f)]) == 1
     assert f"kaito-ctrl: {f} (document 2): kind: expected Workspace" in capsys.readouterr().err
+
+
+def test_render_references_the_node_class_given_as_run_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "ws.yaml"
+    f.write_text(yaml.safe_dump(VALID))
+    flags = ["--node-class-group", "karpenter.kwok.sh", "--node-class-kind", "KWOKNodeClass"]
+    assert main(["render", "-f", str(f), "--node-provisioner", "nodeclaim", *flags, "-o", "json"]) == 0
+    out = yaml.safe_load(capsys.readouterr().out)
+    claims = [o for o in out["items"] if o["kind"] == "NodeClaim"]
+    assert claims and all(
+        c["spec"]["nodeClassRef"]
+        == {"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": "default"}
+        for c in claims
+    )
+    # Kaito's AKS node class by default, and an empty value is refused naming the flag.
+    assert main(["render", "-f", str(f), "--node-provisioner", "nodeclaim", "-o", "json"]) == 0
+    default = yaml.safe_load(capsys.readouterr().out)
+    assert {c["spec"]["nodeClassRef"]["kind"] for c in default["items"] if c["kind"] == "NodeClaim"} == {
+        "KaitoNodeClass"
+    }
+    assert main(["render", "-f", str(f), "--node-class-kind", ""]) == 1
+    assert "--node-class-kind must not be empty" in capsys.readouterr().err

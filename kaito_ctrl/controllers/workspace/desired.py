@@ -15,6 +15,7 @@ from typing import Any
 from kaito_ctrl.api.defaults import default_workspace
 from kaito_ctrl.api.validation import FieldError, check_workspace
 from kaito_ctrl.controllers.workspace.nodes import (
+    DEFAULT_NODE_CLASS,
     byo_node_requirements,
     claim_manifest,
     claim_node_requirements,
@@ -44,8 +45,16 @@ class Desired:
     notes: list[str] = field(default_factory=list)
 
 
-def desired_objects(obj: dict[str, Any], *, mode: str, registry: str) -> Desired:
-    """The objects for ``obj`` in node-provisioner ``mode``; InvalidWorkspace when admission would refuse it."""
+def desired_objects(
+    obj: dict[str, Any],
+    *,
+    mode: str,
+    registry: str,
+    node_class: tuple[str, str, str] = DEFAULT_NODE_CLASS,
+) -> Desired:
+    """The objects for ``obj`` in node-provisioner ``mode``; InvalidWorkspace when admission would refuse it.
+    ``node_class`` is the (group, kind, name) NodeClaims reference, as ``kaito-ctrl run --node-class-*`` sets it
+    (e.g. a KWOKNodeClass or EC2NodeClass when another Karpenter provider launches the nodes)."""
     if mode not in MODES:
         raise ValueError(f"node provisioner must be one of {', '.join(MODES)}, not {mode!r}")
     errors, warnings = check_workspace(obj, node_provisioner=mode)
@@ -69,7 +78,7 @@ def desired_objects(obj: dict[str, Any], *, mode: str, registry: str) -> Desired
     if provisioned:
         kind: NodeObjectKind = "machine" if mode == "machine" else "nodeclaim"
         nodes = 1 if ws.tuning is not None else max(count, 1)
-        out.objects += [claim_manifest(kind, ws, node_object_name(ws, i)) for i in range(nodes)]
+        out.objects += [claim_manifest(kind, ws, node_object_name(ws, i), node_class) for i in range(nodes)]
     requirements = claim_node_requirements(ws) if provisioned else byo_node_requirements(ws)
     if ws.tuning is not None:
         out.objects += render_tuning(ws, node_requirements=requirements, registry=registry)
