@@ -15,7 +15,6 @@ from typing import Any
 from kaito_ctrl.api.defaults import default_workspace
 from kaito_ctrl.api.validation import FieldError, check_workspace
 from kaito_ctrl.controllers.workspace.nodes import (
-    DEFAULT_NODE_CLASS,
     byo_node_requirements,
     claim_manifest,
     claim_node_requirements,
@@ -24,7 +23,7 @@ from kaito_ctrl.controllers.workspace.nodes import (
 from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec, planned_node_count
 from kaito_ctrl.controllers.workspace.tuning import render_tuning
 from kaito_ctrl.controllers.workspace.workload import render_inference, render_template_workload
-from kaito_ctrl.kube.machines import NodeObjectKind
+from kaito_ctrl.kube.machines import DEFAULT_NODE_CLASS, NodeObjectKind
 
 # A uid that cannot collide with a real one (the apiserver assigns random v4 uids); it keeps owner references
 # well-formed, so the output passes a server-side dry run.
