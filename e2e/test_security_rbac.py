@@ -54,6 +54,10 @@ NOT_REACHED_BY_E2E = {
         "delete",
     ): "a preset moving between one and several nodes (unit: workload swap)",
     (C, "batch", "jobs", "get"): "ownership check after a Job name conflict (test_security_ownership.py)",
+    (C, "apps", "controllerrevisions", "get"): "a revision a racing reconcile made first "
+    "(tests/integration/test_workspace_revisions.py)",
+    (C, "apps", "controllerrevisions", "delete"): "history beyond ten revisions is pruned "
+    "(tests/integration/test_workspace_revisions.py)",
     (
         C,
         "batch",

@@ -17,6 +17,9 @@ ANNOTATION_BYPASS_RESOURCE_CHECKS = "kaito.sh/bypass-resource-checks"
 ANNOTATION_NODE_IMAGE_FAMILY = "kaito.sh/node-image-family"
 ANNOTATION_REVISION = "workspace.kaito.io/revision"
 ANNOTATION_HASH = "workspace.kaito.io/hash"
+# Kaito labels each Workspace's ControllerRevisions with its name and keeps the last ten.
+LABEL_REVISION_OF = "workspace.kaito.io/name"
+MAX_REVISION_HISTORY = 10
 
 # Keys stripped from a user's labelSelector.matchLabels before they are copied onto nodes (Kaito's reserved set).
 RESERVED_SELECTOR_KEYS = frozenset(

@@ -20,6 +20,7 @@ from kaito_ctrl.kube.client import KubeClient
 from kaito_ctrl.kube.errors import Conflict, NotFound, TooManyRequests
 from kaito_ctrl.kube.resources import (
     CONFIGMAPS,
+    CONTROLLER_REVISIONS,
     DEPLOYMENTS,
     EVENTS,
     JOBS,
@@ -354,6 +355,8 @@ async def test_tuning_example_runs_a_job_to_success(
             return j if j["metadata"]["uid"] != old_uid else None
 
         new = await _eventually(replaced, 90, "a new Job for the new revision")
+        assert created["metadata"]["annotations"]["workspace.kaito.io/revision"] == "1"
+        assert new["metadata"]["annotations"]["workspace.kaito.io/revision"] == "2"
         pusher = new["spec"]["template"]["spec"]["containers"][1]["command"]
         assert pusher[4] == "myregistry.azurecr.io/tuned-phi-3:0.0.2", "the image is an argument, not script"
 
@@ -479,7 +482,14 @@ async def test_adapters_roll_pods_and_templates_follow_edits(
         pod = dep["spec"]["template"]["spec"]
         assert [c["name"] for c in pod["initContainers"]] == ["puller-phi-3-adapter"]
         assert {"name": "phi-3-adapter", "value": "1.0"} in pod["containers"][0]["env"]
-        rev0 = dep["spec"]["template"]["metadata"]["annotations"]["workspace.kaito.io/revision"]
+        # Revision 1, as Kaito numbers them: on the Workspace, its workload and its pods, and one
+        # ControllerRevision (Kaito's TestSyncControllerRevision / e2e "update adapters" expectations).
+        rev = "workspace.kaito.io/revision"
+        assert dep["spec"]["template"]["metadata"]["annotations"][rev] == "1"
+        assert dep["metadata"]["annotations"][rev] == "1"
+        live = await kube.get(WORKSPACES, name, namespace)
+        assert live["metadata"]["annotations"][rev] == "1"
+        assert len(live["metadata"]["annotations"]["workspace.kaito.io/hash"]) == 64
         second = {"source": {"name": "second", "image": "registry.invalid/second:1"}, "strength": "0.5"}
         await _update_workspace(kube, name, namespace, lambda w: w["inference"]["adapters"].append(second))
 
@@ -488,10 +498,20 @@ async def test_adapters_roll_pods_and_templates_follow_edits(
             inits = [c["name"] for c in d["spec"]["template"]["spec"].get("initContainers", [])]
             return (
                 inits == ["puller-phi-3-adapter", "puller-second"]
-                and d["spec"]["template"]["metadata"]["annotations"]["workspace.kaito.io/revision"] != rev0
+                and d["spec"]["template"]["metadata"]["annotations"][rev] == "2"
+                and d["metadata"]["annotations"][rev] == "2"
             )
 
-        await _eventually(rolled, 60, "a new pod template with the second adapter")
+        await _eventually(rolled, 60, "revision 2: a new pod template with the second adapter")
+        live = await kube.get(WORKSPACES, name, namespace)
+        assert live["metadata"]["annotations"][rev] == "2"
+        history = await kube.list_all(
+            CONTROLLER_REVISIONS, namespace, label_selector=f"workspace.kaito.io/name={name}"
+        )
+        assert sorted(int(r["revision"]) for r in history) == [1, 2]
+        assert {r["metadata"]["name"] for r in history} == {
+            f"{name}-{r['metadata']['annotations']['workspace.kaito.io/hash'][:5]}" for r in history
+        }
 
         async def custom() -> dict[str, Any]:
             return await kube.get(DEPLOYMENTS, "custom", namespace)

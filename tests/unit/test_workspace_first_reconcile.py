@@ -45,9 +45,13 @@ class Client:
         live = self.workspace["metadata"] if self.workspace else {"name": name, "namespace": namespace}
         return {"metadata": {**live, **patch["metadata"]}}  # as the apiserver answers: the whole object
 
+    async def list_all(self, res: Any, namespace: str | None = None, **kw: Any) -> list[dict[str, Any]]:
+        return []  # no revision history yet
+
     async def create(self, res: Any, obj: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
-        if obj.get("kind") == "Event":
-            self.events.append(obj)
+        if obj.get("kind") in ("Event", "ControllerRevision"):
+            if obj["kind"] == "Event":
+                self.events.append(obj)
             return obj
         self.claim_creates += 1
         if self.create_error is not None:

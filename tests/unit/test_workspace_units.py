@@ -157,6 +157,11 @@ def test_render_multi_node_statefulset_with_headless_service_and_adapters_roll_p
             "adapters": [{"source": {"name": "a1", "image": "r.io/a:1"}, "strength": "0.5"}],
         },
     )
+    # The reconciler's revision step numbers the changed spec 2 (revisions.py); the renderer stamps it.
+    with_adapter["metadata"] = {
+        **base["metadata"],
+        "annotations": {**(base["metadata"].get("annotations") or {}), "workspace.kaito.io/revision": "2"},
+    }
     objs2 = render_inference(WorkspaceSpec(with_adapter), nodes=3, node_requirements=[], registry="r.io")
     pod2 = objs2[2]["spec"]["template"]
     puller = pod2["spec"]["initContainers"][0]

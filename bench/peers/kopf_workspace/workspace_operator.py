@@ -1,7 +1,8 @@
 """A minimal kopf operator for kaito.sh Workspaces, the peer of benchmark P6 (bench/bench_workspaces.py).
 
 It makes the writes kaito-ctrl's Workspace controller makes for a BYO inference Workspace whose nodes are
-ready: a finalizer (kopf adds its own because there is a deletion handler), the Service and the Deployment
+ready: its revision (the ControllerRevision and the Workspace's revision annotations), a finalizer (kopf adds its
+own because there is a deletion handler), the Service and the Deployment
 with the very bodies kaito-ctrl renders, the status (the same conditions, state and node list) and one
 Event per condition. It does not look at nodes or pods: it measures the framework's cost for the same
 writes, it is not a second Kaito.
@@ -68,6 +69,14 @@ def render(name: str, namespace: str, uid: str) -> list[dict[str, Any]]:
     return objects
 
 
+def render_revision(name: str, namespace: str, uid: str) -> dict[str, Any]:
+    text = TEMPLATES["revision_json"]
+    for key, value in (("name", name), ("namespace", namespace), ("uid", uid)):
+        text = text.replace(PLACEHOLDERS[key], value)
+    revision: dict[str, Any] = json.loads(text)
+    return revision
+
+
 def desired_status(generation: int) -> dict[str, Any]:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     status: dict[str, Any] = copy.deepcopy(TEMPLATES["status"])
@@ -83,6 +92,18 @@ async def create_workspace(
     body: kopf.Body, name: str, namespace: str, uid: str, meta: kopf.Meta, patch: kopf.Patch, **_: Any
 ) -> None:
     assert clients.core is not None and clients.apps is not None
+    # kaito-ctrl's revision step: list the history, record revision 1, annotate the Workspace.
+    await clients.apps.list_namespaced_controller_revision(
+        namespace, label_selector=f"workspace.kaito.io/name={name}"
+    )
+    try:
+        await clients.apps.create_namespaced_controller_revision(
+            namespace, render_revision(name, namespace, uid)
+        )
+    except ApiException as e:
+        if e.status != 409:
+            raise
+    patch.metadata.annotations.update(TEMPLATES["revision_annotations"])
     for obj in render(name, namespace, uid):
         try:
             if obj["kind"] == "Service":

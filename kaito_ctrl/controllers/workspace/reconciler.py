@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import structlog
 
 from kaito_ctrl.api import labels as L
-from kaito_ctrl.controllers.workspace import ownership, podsecurity_gate, rootcause
+from kaito_ctrl.controllers.workspace import ownership, podsecurity_gate, revisions, rootcause
 from kaito_ctrl.controllers.workspace.metrics import TIME_TO_READY
 from kaito_ctrl.controllers.workspace.nodes import NodeCondition, NodeProvisioner, NodesResult
 from kaito_ctrl.controllers.workspace.pending import pending_conditions
@@ -137,15 +137,25 @@ class WorkspaceReconciler:
             raise
 
     async def reconcile(self, ws: WorkspaceSpec) -> Result:
+        observed = Observed()
+        annotations, refused = await self.guarded(
+            ws,
+            "revision",
+            "RevisionRejected",
+            "record the workspace revision",
+            lambda: revisions.ensure_revision(self.client, ws),
+            event=True,
+        )
+        if refused is not None:
+            observed.refusals.append(refused)
         _, refused = await self.guarded(
             ws,
             "finalizer",
             "WorkspaceRejected",
             "add the finalizer",
-            lambda: self.ensure_finalizer(ws),
+            lambda: self.ensure_finalizer(ws, annotations or {}),
             event=True,  # no condition is about the finalizer: an Event says it
         )
-        observed = Observed()
         if refused is not None:
             observed.refusals.append(refused)  # the finalizer is retried after the pause; the rest goes on
         observed.target = self.target_node_count(ws, observed)
@@ -229,15 +239,21 @@ class WorkspaceReconciler:
         return Result(requeue_after=max(0.1, min(r.wait(now) for r in observed.refusals)))
 
     # ------------------------------------------------------------------ steps
-    async def ensure_finalizer(self, ws: WorkspaceSpec) -> None:
-        """Add the finalizer and go on with the patched object (no wait for the watch to bring it back)."""
+    async def ensure_finalizer(self, ws: WorkspaceSpec, annotations: dict[str, str]) -> None:
+        """Add the finalizer and the revision annotations in one patch, and go on with the patched object (no
+        wait for the watch to bring it back)."""
         finalizers = list(ws.obj["metadata"].get("finalizers") or [])
-        if L.WORKSPACE_FINALIZER in finalizers:
+        meta: dict[str, Any] = {}
+        if L.WORKSPACE_FINALIZER not in finalizers:
+            meta["finalizers"] = [*finalizers, L.WORKSPACE_FINALIZER]
+        if annotations:
+            meta["annotations"] = annotations
+        if not meta:
             return
         patched = await self.client.merge_patch(
             WORKSPACES,
             ws.name,
-            {"metadata": {"finalizers": [*finalizers, L.WORKSPACE_FINALIZER]}},
+            {"metadata": meta},
             ws.namespace,
             resource_version=ws.obj["metadata"].get("resourceVersion"),
         )
@@ -318,7 +334,7 @@ class WorkspaceReconciler:
         if job is not None:
             await ownership.ensure_ours(self.client, JOBS, job, ws.uid, job)
             revision = (job["metadata"].get("annotations") or {}).get(L.ANNOTATION_REVISION)
-            if revision == ws.revision:
+            if revision in (ws.revision, ws.legacy_revision):
                 return job
             if not job["metadata"].get("deletionTimestamp"):
                 await ownership.delete_owned(self.client, JOBS, job, ws.uid, propagation_policy="Foreground")

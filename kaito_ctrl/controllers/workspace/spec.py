@@ -75,13 +75,28 @@ class WorkspaceSpec:
         return dict(self.obj["metadata"].get("annotations") or {})
 
     @property
+    def spec_data(self) -> dict[str, Any]:
+        """What a revision records (Kaito's marshalSelectedFields): resource, inference, tuning."""
+        return {"resource": self.obj.get("resource"), "inference": self.inference, "tuning": self.tuning}
+
+    @property
+    def spec_hash(self) -> str:
+        """sha256 of what the workload depends on (resource, inference, tuning), as Kaito's
+        ``workspace.kaito.io/hash``: a change makes a new revision."""
+        return hashlib.sha256(orjson.dumps(self.spec_data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+    @property
     def revision(self) -> str:
-        """A hash of what the workload depends on; a change rolls the pods."""
-        body = orjson.dumps(
-            {"resource": self.obj.get("resource"), "inference": self.inference, "tuning": self.tuning},
-            option=orjson.OPT_SORT_KEYS,
-        )
-        return hashlib.sha256(body).hexdigest()[:16]
+        """The Workspace's revision number (``workspace.kaito.io/revision``, set by the reconciler's revision
+        step from its ControllerRevisions); stamped on the workload and its pods, so a new revision rolls them.
+        "1" before the first reconcile (what ``kaito-ctrl render`` shows)."""
+        return self.annotations.get(L.ANNOTATION_REVISION) or "1"
+
+    @property
+    def legacy_revision(self) -> str:
+        """What kaito-ctrl 0.1 stamped as the revision (16 hex digits of the hash): a Job stamped so is current
+        when it matches, so an upgrade does not rerun a finished tuning."""
+        return self.spec_hash[:16]
 
     @property
     def owner_reference(self) -> dict[str, Any]:
