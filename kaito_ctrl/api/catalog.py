@@ -47,11 +47,6 @@ class Preset:
             return 2 * self.layers * (self.kv_lora_rank + self.qk_rope_head_dim)
         return 2 * self.layers * 2 * self.kv_heads * self.head_dim
 
-    @property
-    def disk_gib(self) -> int:
-        """Node disk to request: weights plus 80 GiB for images and scratch (Kaito's rule)."""
-        return int(self.weights_gib + 0.999) + 80
-
     def image(self, registry: str, base: tuple[str, str]) -> str:
         if self.seed_era:
             return f"{registry}/kaito-{self.name}:{self.image_tag}"

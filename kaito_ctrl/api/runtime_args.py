@@ -118,6 +118,22 @@ def uses_seed_image(preset: Preset, runtime: str) -> bool:
     return runtime == TRANSFORMERS and preset.seed_era
 
 
+SYSTEM_DISK_GIB = 80  # Kaito's generator: node disk = int(weights + 80 GiB) for images and scratch
+TUNING_DISK_GIB = 1024  # Kaito's default node disk where no inference preset decides it (tuning included)
+
+
+def node_disk_gib(preset: Preset | None, runtime: str, tuning: bool = False) -> int:
+    """The node disk a Workspace's claim requests, as Kaito decides it: a seed-era image's own requirement
+    (v0.3.2), else weights + 80 GiB truncated to whole GiB (v0.12 generator); 1024 GiB for tuning or no preset."""
+    if tuning or preset is None:
+        return TUNING_DISK_GIB
+    if uses_seed_image(preset, runtime):
+        seed = _data()["seed"]["disk_gib"].get(preset.name)
+        if seed:
+            return int(seed)
+    return int(preset.weights_gib + SYSTEM_DISK_GIB)
+
+
 def supports(preset: Preset, runtime: str) -> bool:
     if runtime == VLLM:
         return True  # Kaito generates vLLM parameters for every catalog model

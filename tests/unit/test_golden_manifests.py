@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from kaito_ctrl.api.runtimes import default_runtime_annotation
-from kaito_ctrl.controllers.workspace.nodes import BYONodes, KarpenterNodes, node_object_name
+from kaito_ctrl.controllers.workspace.nodes import BYONodes, KarpenterNodes, node_disk_gib, node_object_name
 from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
 from kaito_ctrl.controllers.workspace.tuning import render_tuning
 from kaito_ctrl.controllers.workspace.workload import render_inference, render_template_workload
@@ -82,7 +82,7 @@ def _render(case: str) -> list[dict[str, Any]]:
             api.manifest(
                 node_object_name(ws, i), instance_type=ws.instance_type,
                 labels={**ws.match_labels, **ws.workspace_labels},
-                storage=f"{ws.preset.disk_gib}Gi" if ws.preset else "1024Gi",
+                storage=f"{node_disk_gib(ws)}Gi",
             )
             for i in range(nodes)
         ]  # fmt: skip

@@ -661,3 +661,23 @@ def test_every_family_and_runtime_is_covered() -> None:
                         "gpt-oss"}  # fmt: skip
     phi2 = catalog().preset("phi-2")
     assert phi2 is not None and phi2.deprecated
+
+
+@pytest.mark.parametrize(
+    ("preset", "runtime", "tuning", "gib"),
+    [
+        # Kaito v0.3.2 presets/models/*/model.go DiskStorageRequirement, for the seed era's images.
+        ("phi-3-mini-4k-instruct", "transformers", False, 50),
+        ("mistral-7b", "transformers", False, 100),
+        ("llama-2-70b-chat", "transformers", False, 158),
+        ("falcon-40b", "transformers", False, 400),  # "400" without a unit in Kaito: read as GiB
+        # v0.12 generator.go calculateStorageSize: int(modelFileSize + 80) on the base image.
+        ("phi-3-mini-4k-instruct", "vllm", False, 87),
+        ("phi-4", "vllm", False, 107),
+        ("llama-3.3-70b-instruct", "vllm", False, 211),
+        # node_claim.go determineNodeOSDiskSize: no inference preset (tuning) -> 1024Gi.
+        ("phi-3-mini-4k-instruct", "transformers", True, 1024),
+    ],
+)
+def test_node_disk_matches_kaito(preset: str, runtime: str, tuning: bool, gib: int) -> None:
+    assert rt.node_disk_gib(catalog().preset(preset), runtime, tuning=tuning) == gib

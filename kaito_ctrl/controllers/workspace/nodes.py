@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kaito_ctrl.api import labels as L
+from kaito_ctrl.api import runtime_args as rt
+from kaito_ctrl.api import runtimes
 from kaito_ctrl.controllers.workspace.spec import BY_WORKSPACE, WorkspaceSpec, ensure_workspace_index
 from kaito_ctrl.controllers.workspace.tenantview import tenant_message
 from kaito_ctrl.kube import conditions as cond
@@ -150,9 +152,15 @@ def claim_manifest(
         instance_type=ws.instance_type,
         labels={**ws.match_labels, **ws.workspace_labels},
         annotations=annotations,
-        storage=f"{ws.preset.disk_gib}Gi" if ws.preset else "1024Gi",
+        storage=f"{node_disk_gib(ws)}Gi",
         node_class=node_class,
     )
+
+
+def node_disk_gib(ws: WorkspaceSpec) -> int:
+    preset = ws.preset
+    runtime = runtimes.runtime_of(ws.annotations, preset) if preset is not None else ""
+    return rt.node_disk_gib(preset, runtime, tuning=ws.tuning is not None)
 
 
 def node_object_name(ws: WorkspaceSpec, index: int) -> str:
