@@ -467,6 +467,9 @@ async def test_adapters_roll_pods_and_templates_follow_edits(
     control_plane: ControlPlane, kube: KubeClient, namespace: str
 ) -> None:
     ws = _byo_example(control_plane, namespace, "inference/kaito_workspace_phi_3_with_adapters.yaml", "adapt")
+    # An adapter image that pulls (the example's placeholder never does), so revision 1's pod becomes ready and
+    # holds the node's only GPU when revision 2 rolls out.
+    ws["inference"]["adapters"][0]["source"]["image"] = "registry.invalid/phi-3-adapter:1"
     label = ws["resource"]["labelSelector"]["matchLabels"]["apps"]
     name = ws["metadata"]["name"]
     template_ws = {
@@ -493,6 +496,20 @@ async def test_adapters_roll_pods_and_templates_follow_edits(
         live = await kube.get(WORKSPACES, name, namespace)
         assert live["metadata"]["annotations"][rev] == "1"
         assert len(live["metadata"]["annotations"]["workspace.kaito.io/hash"]) == 64
+
+        async def pods_by_revision() -> dict[str, list[dict[str, Any]]]:
+            out: dict[str, list[dict[str, Any]]] = {}
+            for p in await kube.list_all(PODS, namespace, label_selector=f"kaito.sh/workspace={name}"):
+                out.setdefault(p["metadata"]["annotations"][rev], []).append(p)
+            return out
+
+        async def serving() -> bool:
+            return any(
+                all(c.get("ready") for c in p["status"].get("containerStatuses") or [{}])
+                for p in (await pods_by_revision()).get("1", [])
+            )
+
+        await _eventually(serving, 60, "revision 1's pod ready on the node's one GPU")
         second = {"source": {"name": "second", "image": "registry.invalid/second:1"}, "strength": "0.5"}
         await _update_workspace(kube, name, namespace, lambda w: w["inference"]["adapters"].append(second))
 
@@ -506,6 +523,16 @@ async def test_adapters_roll_pods_and_templates_follow_edits(
             )
 
         await _eventually(rolled, 60, "revision 2: a new pod template with the second adapter")
+
+        async def replaced_on_the_one_gpu() -> bool:
+            # The node has one GPU: revision 2's pod can only run once revision 1's is gone (maxSurge 0), and a
+            # surge pod would sit Pending for GPUs instead.
+            pods = await pods_by_revision()
+            return "1" not in pods and any(
+                p["spec"].get("nodeName") and p["status"].get("phase") == "Running" for p in pods.get("2", [])
+            )
+
+        await _eventually(replaced_on_the_one_gpu, 90, "revision 2's pod running in place of revision 1's")
         live = await kube.get(WORKSPACES, name, namespace)
         assert live["metadata"]["annotations"][rev] == "2"
         history = await kube.list_all(
