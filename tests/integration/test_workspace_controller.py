@@ -146,9 +146,12 @@ async def test_phi3_byo_reaches_ready_with_seed_service_and_columns(
         assert obj["status"]["workerNodes"] == [f"byo-{namespace}"]
         assert "workspace.finalizer.kaito.sh" in obj["metadata"]["finalizers"]
         svc = await kube.get(SERVICES, name, namespace)
+        # No webhook, so the preset's default runtime (vLLM on the base image): Kaito v0.12's Service ports.
         assert sorted((p["port"], p["targetPort"]) for p in svc["spec"]["ports"]) == [
             (80, 5000),
-            (29500, 29500),
+            (5557, 5557),
+            (6379, 6379),
+            (8265, 8265),
         ]
         dep = await kube.get(DEPLOYMENTS, name, namespace)
         container = dep["spec"]["template"]["spec"]["containers"][0]
@@ -172,7 +175,7 @@ async def test_phi3_byo_reaches_ready_with_seed_service_and_columns(
         async def repaired() -> bool:
             svc = await kube.get(SERVICES, name, namespace)
             await kube.get(DEPLOYMENTS, name, namespace)
-            return sorted(p["port"] for p in svc["spec"]["ports"]) == [80, 29500]
+            return sorted(p["port"] for p in svc["spec"]["ports"]) == [80, 5557, 6379, 8265]
 
         await _eventually(repaired, 60, "Service and Deployment repaired")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -101,17 +102,37 @@ def test_render_single_node_deployment_and_seed_service() -> None:
     kinds = [o["kind"] for o in objs]
     assert kinds == ["Service", "Deployment"]
     svc, dep = objs
-    assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [(80, 5000), (29500, 29500)]
+    # No runtime annotation: vLLM on the base image, with Kaito v0.12's Service ports (http, ray, dashboard, and
+    # the KV-cache events on a ClusterIP Service only).
+    assert [(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [
+        ("http", 80, 5000),
+        ("ray", 6379, 6379),
+        ("dashboard", 8265, 8265),
+        ("kv-events", 5557, 5557),
+    ]
     assert svc["metadata"]["ownerReferences"][0]["uid"] == "u"
+    lb = WorkspaceSpec(copy.deepcopy(ws.obj))
+    lb.obj["metadata"]["annotations"] = {"kaito.sh/enablelb": "True"}
+    public = render_inference(lb, nodes=1, node_requirements=[], registry="r")[0]
+    assert public["spec"]["type"] == "LoadBalancer"
+    assert "kv-events" not in [p["name"] for p in public["spec"]["ports"]], (
+        "never published on a LoadBalancer"
+    )
     pod = dep["spec"]["template"]["spec"]
     # No runtime annotation (not through the webhook): the preset's default, vLLM, on the base image.
     assert pod["containers"][0]["image"] == "mcr.microsoft.com/aks/kaito/kaito-base:0.5.0"
     assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "2"}
     seed = {"name": "w", "namespace": "ns", "uid": "u", "annotations": {"kaito.sh/runtime": "transformers"}}
-    tfs = render_inference(
+    seed_objs = render_inference(
         WorkspaceSpec({**inference_ws("w"), "metadata": seed}), nodes=1, node_requirements=[],
         registry="mcr.microsoft.com/aks/kaito",
-    )[1]["spec"]["template"]  # fmt: skip
+    )  # fmt: skip
+    # The seed's API (transformers, the seed-era image): the seed era's Service, http and torch.
+    assert [(p["port"], p["targetPort"]) for p in seed_objs[0]["spec"]["ports"]] == [
+        (80, 5000),
+        (29500, 29500),
+    ]
+    tfs = seed_objs[1]["spec"]["template"]
     assert (
         tfs["spec"]["containers"][0]["image"]
         == "mcr.microsoft.com/aks/kaito/kaito-phi-3-mini-4k-instruct:0.0.2"

@@ -84,21 +84,47 @@ def render_inference(
         **pod_pieces(preset, ctx, inference, access_secret=options.get("modelAccessSecret")),
         **hardening_values(),
     }
-    return render_services(ws, labels, selector, headless=multi) + render(
+    ports = service_ports(ws, runtime=ctx.runtime, seed_era=rt.uses_seed_image(preset, ctx.runtime))
+    return render_services(ws, labels, selector, headless=multi, ports=ports) + render(
         "inference-workload.yaml.j2", **values
     )
 
 
+def service_type(ws: WorkspaceSpec) -> str:
+    return "LoadBalancer" if ws.annotations.get(L.ANNOTATION_ENABLE_LB) == "True" else "ClusterIP"
+
+
+def service_ports(ws: WorkspaceSpec, *, runtime: str, seed_era: bool) -> list[dict[str, Any]]:
+    """The Service's ports as Kaito sets them. Seed era (v0.3.2 GenerateServiceManifest): http 80 -> 5000 and
+    torch 29500. Base image (v0.12): http, ray 6379 and the Ray dashboard 8265, plus vLLM's KV-cache events
+    (5557) on a ClusterIP Service only: that ZMQ stream is unauthenticated, never published on a LoadBalancer."""
+    http = {"name": "http", "port": 80, "targetPort": 5000, "protocol": "TCP"}
+    if seed_era:
+        return [http, {"name": "torch", "port": 29500, "targetPort": 29500, "protocol": "TCP"}]
+    ports = [
+        http,
+        {"name": "ray", "port": 6379, "targetPort": 6379, "protocol": "TCP"},
+        {"name": "dashboard", "port": 8265, "targetPort": 8265, "protocol": "TCP"},
+    ]
+    if runtime == "vllm" and service_type(ws) == "ClusterIP":
+        ports.append({"name": "kv-events", "port": 5557, "targetPort": 5557, "protocol": "TCP"})
+    return ports
+
+
 def render_services(
-    ws: WorkspaceSpec, labels: dict[str, str], selector: dict[str, str], *, headless: bool
+    ws: WorkspaceSpec,
+    labels: dict[str, str],
+    selector: dict[str, str],
+    *,
+    headless: bool,
+    ports: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
     """The Workspace's Service (LoadBalancer when annotated kaito.sh/enablelb: "True") and, for several nodes,
     the headless Service giving pods stable names."""
-    service_type = "LoadBalancer" if ws.annotations.get(L.ANNOTATION_ENABLE_LB) == "True" else "ClusterIP"
     return render(
         "inference-service.yaml.j2",
-        name=ws.name, namespace=ws.namespace, labels=labels, selector=selector,
-        owner=ws.owner_reference, service_type=service_type, headless=headless,
+        name=ws.name, namespace=ws.namespace, labels=labels, selector=selector, ports=ports,
+        owner=ws.owner_reference, service_type=service_type(ws), headless=headless,
         service_selector={**selector, "statefulset.kubernetes.io/pod-name": f"{ws.name}-0"} if headless else selector,
     )  # fmt: skip
 
@@ -122,7 +148,10 @@ def render_template_workload(
             }
         }
     labels = {**selector, "app.kubernetes.io/managed-by": "kaito-ctrl"}
-    services = render_services(ws, labels, selector, headless=False)
+    # A user's pod template: the seed era's ports (Kaito gives template Workspaces the same Service).
+    services = render_services(
+        ws, labels, selector, headless=False, ports=service_ports(ws, runtime="", seed_era=True)
+    )
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
