@@ -15,11 +15,11 @@ import pytest
 import yaml
 
 from kaito_ctrl.api.runtimes import default_runtime_annotation
-from kaito_ctrl.controllers.workspace.nodes import BYONodes, KarpenterNodes, node_disk_gib, node_object_name
+from kaito_ctrl.controllers.workspace.nodes import BYONodes, KarpenterNodes, claim_manifest, node_object_name
 from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
 from kaito_ctrl.controllers.workspace.tuning import render_tuning
 from kaito_ctrl.controllers.workspace.workload import render_inference, render_template_workload
-from kaito_ctrl.kube.machines import NodeObjectAPI
+from kaito_ctrl.kube.machines import NodeObjectAPI, NodeObjectKind
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -78,14 +78,9 @@ def _render(case: str) -> list[dict[str, Any]]:
     else:
         api = NodeObjectAPI(None, mode)  # type: ignore[arg-type]
         provisioner = KarpenterNodes(api, None, None)  # type: ignore[arg-type]
-        node_objects = [
-            api.manifest(
-                node_object_name(ws, i), instance_type=ws.instance_type,
-                labels={**ws.match_labels, **ws.workspace_labels},
-                storage=f"{node_disk_gib(ws)}Gi",
-            )
-            for i in range(nodes)
-        ]  # fmt: skip
+        # The controller's own builder (nodes.py), as `kaito-ctrl render` uses it.
+        kind: NodeObjectKind = "machine" if mode == "machine" else "nodeclaim"
+        node_objects = [claim_manifest(kind, ws, node_object_name(ws, i)) for i in range(nodes)]
     reqs = provisioner.node_requirements(ws)
     if ws.tuning is not None:
         workload = render_tuning(ws, node_requirements=reqs, registry=REGISTRY)

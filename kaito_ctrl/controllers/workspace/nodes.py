@@ -143,8 +143,12 @@ def claim_manifest(
     """The Machine or NodeClaim requesting one of the workspace's nodes (the controller and
     ``kaito-ctrl render`` both build it here)."""
     annotations = {}
-    family = ws.annotations.get(L.ANNOTATION_NODE_IMAGE_FAMILY)
-    if family:
+    family = (ws.annotations.get(L.ANNOTATION_NODE_IMAGE_FAMILY) or "").strip().lower()
+    if kind == "nodeclaim":
+        # Kaito v0.12 (nodeclaim.go) names the node image family on every NodeClaim, ubuntu unless the Workspace
+        # asks for a supported one; seed-era Machines carried none.
+        annotations[L.ANNOTATION_NODE_IMAGE_FAMILY] = family if family in ("ubuntu", "azurelinux") else "ubuntu"
+    elif family:
         annotations[L.ANNOTATION_NODE_IMAGE_FAMILY] = family
     return node_object_manifest(
         kind,
