@@ -1,14 +1,17 @@
 """The webhook degrades instead of dying: over-large bodies get 413, slow bodies 408 at the read deadline,
-a full server an immediate 429, malformed or pathologically nested reviews a 400 review (never a 500); TLS 1.2
-CBC suites are refused; the key file is 0600 and the certificate Secret holds no CA key. Real sockets, real TLS."""
+a full server an immediate 429, malformed or pathologically nested reviews a 400 review (never a 500); a request
+head that does not arrive within the header deadline, or a TLS handshake that does not finish, costs the client
+its connection; sockets beyond max_connections are closed at once; TLS 1.2 CBC suites are refused; the key file
+is 0600 and the certificate Secret holds no CA key. Real sockets, real TLS."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import stat
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,51 @@ def _head(length: int) -> bytes:
         f"POST {VALIDATE_PATH} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
         f"Content-Length: {length}\r\n\r\n"
     ).encode()
+
+
+@contextlib.asynccontextmanager
+async def _serving(tmp_path: Path, **kwargs: Any) -> AsyncIterator[tuple[WebhookServer, ssl.SSLContext]]:
+    """A server with the given limits (short deadlines keep the tests fast), and a client context trusting it."""
+    bundle = generate(POLICY)
+    srv = WebhookServer("127.0.0.1", 0, cert_dir=str(tmp_path), **kwargs)
+    srv.load(bundle)
+    await srv.start()
+    try:
+        yield srv, ssl.create_default_context(cadata=bundle.ca_cert.decode())
+    finally:
+        await srv.stop()
+
+
+async def _closed_by_server(reader: asyncio.StreamReader, within: float) -> float:
+    """Seconds until the server closes the connection (the client reads EOF or is reset); fails if it is still
+    open after ``within`` seconds."""
+    started = time.monotonic()
+    try:
+        data = await asyncio.wait_for(reader.read(1 << 16), within)
+    except (ConnectionError, ssl.SSLError):
+        data = b""
+    except TimeoutError:
+        pytest.fail(f"the server kept the connection open for {within}s")
+    assert data == b"", f"expected the connection closed, read {data[:80]!r}"
+    return time.monotonic() - started
+
+
+async def _until(condition: Callable[[], bool], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not condition():  # server state, no event to wait on
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {within}s: {what}")
+        await asyncio.sleep(0.01)  # polling interval of a deadline-bounded wait
+
+
+async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One HTTP/1.1 response with a Content-Length, read exactly, leaving the connection usable."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    lines = head.decode().split("\r\n")
+    length = next(
+        int(v) for k, _, v in (line.partition(": ") for line in lines) if k.lower() == "content-length"
+    )
+    return int(lines[0].split()[1]), await asyncio.wait_for(reader.readexactly(length), 5)
 
 
 async def _status_line(reader: asyncio.StreamReader, timeout: float = 5.0) -> int:
@@ -186,3 +234,89 @@ async def test_a_stopped_server_started_again_reviews_again(
     await srv.start()
     status, body = await _post(srv, ctx, review)
     assert status == 200 and b'"allowed"' in body
+
+
+WORKSPACE = {"apiVersion": "kaito.sh/v1beta1", "kind": "Workspace", "metadata": {"name": "x"}}
+
+
+async def test_a_stalled_request_head_is_cut_at_the_header_deadline(tmp_path: Path) -> None:
+    """Half a request line and nothing more: the connection is closed at the header deadline (not at the 30 s
+    keep-alive timeout), while a review on another connection is answered meanwhile."""
+    async with _serving(tmp_path, header_timeout=1.5, keepalive_timeout=30) as (srv, ctx):
+        reader, writer = await _open(srv, ctx)
+        writer.write(f"POST {VALIDATE_PATH} HTTP/1.1\r\nHost: loc".encode())
+        await writer.drain()
+        started = time.monotonic()
+        status, body = await _post(srv, ctx, _review(WORKSPACE))
+        assert status == 200 and orjson.loads(body)["response"]["uid"] == "u-1"
+        assert srv.header_timeouts == 0, "the review was answered while the stalled head was still pending"
+        elapsed = time.monotonic() - started + await _closed_by_server(reader, within=8)
+        assert 1.0 < elapsed < 5, f"closed after {elapsed:.2f}s, header deadline 1.5 s"
+        assert srv.header_timeouts == 1
+        writer.close()
+
+
+async def test_a_connection_that_sends_nothing_is_closed(tmp_path: Path) -> None:
+    async with _serving(tmp_path, header_timeout=1.0, keepalive_timeout=30) as (srv, ctx):
+        reader, writer = await _open(srv, ctx)  # TLS done, then silence
+        elapsed = await _closed_by_server(reader, within=8)
+        assert elapsed < 4, f"closed after {elapsed:.2f}s, header deadline 1 s"
+        assert srv.header_timeouts == 1
+        await _until(lambda: srv.open_sockets == 0, 5, "the socket is released")
+        writer.close()
+
+
+async def test_a_tcp_connection_that_never_starts_tls_is_closed(tmp_path: Path) -> None:
+    """No ClientHello: the TLS handshake deadline closes it (asyncio's own default would wait 60 s)."""
+    async with _serving(tmp_path, handshake_timeout=1.0, header_timeout=30) as (srv, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)  # plain TCP
+        await _until(lambda: srv.open_sockets == 1, 5, "the socket is accepted")
+        elapsed = await _closed_by_server(reader, within=8)
+        assert elapsed < 4, f"closed after {elapsed:.2f}s, handshake deadline 1 s"
+        await _until(lambda: srv.open_sockets == 0, 5, "the socket is released")
+        writer.close()
+
+
+async def test_an_idle_keepalive_connection_is_the_keepalive_timeouts_not_the_header_deadlines(
+    tmp_path: Path,
+) -> None:
+    """After a response the header clock waits for the next request's first byte: a keep-alive connection idle
+    for longer than the header deadline (but shorter than the keep-alive timeout) still takes a second review."""
+    async with _serving(tmp_path, header_timeout=1.0, keepalive_timeout=30) as (srv, ctx):
+        reader, writer = await _open(srv, ctx)
+        body = _review(WORKSPACE)
+        writer.write(_head(len(body)) + body)
+        await writer.drain()
+        assert (await _response(reader))[0] == 200
+        # A witness opened after the first response: once the header deadline has closed it, the keep-alive
+        # connection has been idle for longer than the header deadline.
+        _, silent = await _open(srv, ctx)
+        await _until(
+            lambda: srv.header_timeouts >= 1, 8, "the silent witness is closed at the header deadline"
+        )
+        assert srv.header_timeouts == 1, "only the witness was closed by the header deadline"
+        writer.write(_head(len(body)) + body)
+        await writer.drain()
+        status, out = await _response(reader)
+        assert status == 200 and orjson.loads(out)["response"]["uid"] == "u-1"
+        writer.close()
+        silent.close()
+
+
+async def test_sockets_beyond_max_connections_are_closed_at_once(tmp_path: Path) -> None:
+    """max_connections=4: four idle TLS connections are held, a fifth socket is closed before its handshake;
+    once the four are closed a review is answered."""
+    async with _serving(tmp_path, max_connections=4, header_timeout=30, keepalive_timeout=30) as (srv, ctx):
+        idle = [await _open(srv, ctx) for _ in range(4)]
+        assert srv.open_sockets == 4
+        started = time.monotonic()
+        with pytest.raises((ConnectionError, ssl.SSLError, asyncio.IncompleteReadError)):
+            await asyncio.wait_for(_open(srv, ctx), 5)
+        assert time.monotonic() - started < 2, "refused at once, not after a deadline"
+        assert srv.refused_connections == 1 and srv.open_sockets == 4
+        assert all(not reader.at_eof() for reader, _ in idle), "the held connections are untouched"
+        for _, writer in idle:
+            writer.close()
+        await _until(lambda: srv.open_sockets == 0, 5, "the idle sockets are released")
+        status, body = await _post(srv, ctx, _review(WORKSPACE))
+        assert status == 200 and orjson.loads(body)["response"]["uid"] == "u-1"
