@@ -147,7 +147,9 @@ def claim_manifest(
     if kind == "nodeclaim":
         # Kaito v0.12 (nodeclaim.go) names the node image family on every NodeClaim, ubuntu unless the Workspace
         # asks for a supported one; seed-era Machines carried none.
-        annotations[L.ANNOTATION_NODE_IMAGE_FAMILY] = family if family in ("ubuntu", "azurelinux") else "ubuntu"
+        annotations[L.ANNOTATION_NODE_IMAGE_FAMILY] = (
+            family if family in ("ubuntu", "azurelinux") else "ubuntu"
+        )
     elif family:
         annotations[L.ANNOTATION_NODE_IMAGE_FAMILY] = family
     return node_object_manifest(
