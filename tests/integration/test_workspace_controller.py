@@ -729,3 +729,59 @@ async def test_deletion_completes_without_karpenter_crds(tmp_path: Path) -> None
             await kube.close()
     finally:
         cp.stop()
+
+
+async def test_a_users_tuning_config_decides_where_results_go_and_a_bad_one_is_named(
+    control_plane: ControlPlane, kube: KubeClient, namespace: str
+) -> None:
+    """Kaito reads TrainingArguments.output_dir from the Workspace's tuning config and mounts the results there
+    (preset_tuning.go GetTrainingOutputDir / PrepareOutputDir); the pusher waits for the results in the same
+    place. A config that is missing, or whose output_dir is not a directory under /mnt, creates no Job and is
+    named on the Workspace."""
+    ws = _byo_example(
+        control_plane, namespace, "fine-tuning/kaito_workspace_tuning_phi_3.yaml", "tunecfg", key="app"
+    )
+    name = ws["metadata"]["name"]
+    ws["tuning"]["config"] = "my-tuning-config"
+    config = "training_config:\n  TrainingArguments:\n    output_dir: checkpoints\n    num_train_epochs: 1\n"
+    async with _controller(kube, namespace, "byo"):
+        await kube.create(WORKSPACES_V1ALPHA1, ws, namespace)
+
+        async def pending(reason: str) -> dict[str, Any] | None:
+            obj = await kube.get(WORKSPACES, name, namespace)
+            c = cond.get_condition(obj, "JobStarted")
+            return obj if c and c["reason"] == reason else None
+
+        obj = await _eventually(lambda: pending("InvalidTuningConfig"), 60, "the missing ConfigMap named")
+        assert "ConfigMap my-tuning-config not found" in cond.get_condition(obj, "JobStarted")["message"]  # type: ignore[index]
+        with contextlib.suppress(NotFound):
+            await kube.get(JOBS, name, namespace)
+            raise AssertionError("no Job may be created from a config that is not there")
+        await kube.create(
+            CONFIGMAPS,
+            {"metadata": {"name": "my-tuning-config"}, "data": {"training_config.yaml": config.replace("checkpoints", "/etc")}},
+            namespace,
+        )  # fmt: skip
+
+        async def names_etc() -> bool:
+            o = await kube.get(WORKSPACES, name, namespace)
+            c = cond.get_condition(o, "JobStarted")
+            return bool(c and "must be a directory under /mnt" in c["message"])
+
+        await _eventually(names_etc, 60, "the output_dir outside /mnt named")
+        await kube.merge_patch(
+            CONFIGMAPS, "my-tuning-config", {"data": {"training_config.yaml": config}}, namespace
+        )
+
+        async def job() -> dict[str, Any]:
+            return await kube.get(JOBS, name, namespace)
+
+        created = await _eventually(job, 90, "the tuning Job once the config is fixed")
+        pod = created["spec"]["template"]["spec"]
+        trainer, pusher = pod["containers"]
+        assert {"name": "results", "mountPath": "/mnt/checkpoints"} in trainer["volumeMounts"]
+        assert {"name": "results", "mountPath": "/mnt/checkpoints"} in pusher["volumeMounts"]
+        assert pusher["command"][-1] == "/mnt/checkpoints" and "/mnt/checkpoints" not in pusher["command"][2]
+        assert [v["configMap"]["name"] for v in pod["volumes"] if v["name"] == "config"] == [
+            "my-tuning-config"
+        ]

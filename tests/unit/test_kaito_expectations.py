@@ -681,3 +681,37 @@ def test_every_family_and_runtime_is_covered() -> None:
 )
 def test_node_disk_matches_kaito(preset: str, runtime: str, tuning: bool, gib: int) -> None:
     assert rt.node_disk_gib(catalog().preset(preset), runtime, tuning=tuning) == gib
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        # pkg/workspace/tuning/preset_tuning.go PrepareOutputDir: default, relative under /mnt, cleaned.
+        ("", "/mnt/output"),
+        ("checkpoints", "/mnt/checkpoints"),
+        ("/mnt/out/", "/mnt/out"),
+        ("/mnt/a/../b", "/mnt/b"),
+        # Not a directory under /mnt: refused, naming the field.
+        ("/mnt", None),
+        ("../etc", None),
+        ("/mnt/../etc", None),
+        ("/etc", None),
+        ("/mnt/config", None),  # kaito-ctrl: would hide the config it reads
+    ],
+)
+def test_tuning_output_dir_matches_kaito_prepare_output_dir(value: str, expected: str | None) -> None:
+    from kaito_ctrl.controllers.workspace.tuning import InvalidTuningConfig, output_dir
+
+    body = (
+        f"training_config:\n  TrainingArguments:\n    output_dir: {value!r}\n"
+        if value
+        else "training_config: {}\n"
+    )
+    cm = {"metadata": {"name": "c"}, "data": {"training_config.yaml": body}}
+    if expected is None:
+        with pytest.raises(InvalidTuningConfig, match="output_dir"):
+            output_dir(cm)
+    else:
+        assert output_dir(cm) == expected
+    with pytest.raises(InvalidTuningConfig, match=r"no training_config\.yaml"):
+        output_dir({"metadata": {"name": "c"}, "data": {}})

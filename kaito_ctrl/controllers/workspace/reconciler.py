@@ -26,7 +26,14 @@ from kaito_ctrl.controllers.workspace.spec import (
     ensure_workspace_index,
     planned_node_count,
 )
-from kaito_ctrl.controllers.workspace.tuning import JobOutcome, job_outcome, render_tuning
+from kaito_ctrl.controllers.workspace.tuning import (
+    DEFAULT_OUTPUT_DIR,
+    InvalidTuningConfig,
+    JobOutcome,
+    job_outcome,
+    render_tuning,
+)
+from kaito_ctrl.controllers.workspace.tuning import output_dir as tuning_output_dir
 from kaito_ctrl.controllers.workspace.workload import render_inference, render_template_workload
 from kaito_ctrl.kube import conditions as cond
 from kaito_ctrl.kube.errors import ApiError, Conflict, Invalid, NotFound
@@ -318,6 +325,12 @@ class WorkspaceReconciler:
                                                   lambda: self.apply_tuning(ws, current))  # fmt: skip
             except ownership.WorkloadRefused as e:
                 observed.conflict, observed.conflict_reason, job, refused = str(e), e.reason, None, None
+            except InvalidTuningConfig as e:
+                # Nothing is created until the config is fixed; the ConfigMap is read again on each requeue.
+                await self.event(ws, "Warning", e.reason, str(e))
+                observed.job = JobOutcome("Pending", e.reason, str(e))
+                await self.write_status(ws, observed)
+                return Result(requeue_after=WORKLOAD_REQUEUE)
         observed.job = job_outcome(job)
         if refused is not None:
             observed.refusals.append(refused)
@@ -328,6 +341,20 @@ class WorkspaceReconciler:
         if observed.job.state in ("Succeeded", "Failed"):
             return Result()
         return Result(requeue_after=NODES_REQUEUE if not observed.nodes.ready else WORKLOAD_REQUEUE)
+
+    async def tuning_results_dir(self, ws: WorkspaceSpec) -> str:
+        """Where the user's own tuning config writes its results (read once per Job, as Kaito does); the
+        default config's directory otherwise. InvalidTuningConfig names what to fix."""
+        name = (ws.tuning or {}).get("config")
+        if not name:
+            return DEFAULT_OUTPUT_DIR
+        try:
+            configmap = await self.client.get(CONFIGMAPS, str(name), ws.namespace)
+        except NotFound:
+            raise InvalidTuningConfig(
+                f"tuning.config: ConfigMap {name} not found in namespace {ws.namespace}"
+            ) from None
+        return tuning_output_dir(configmap)
 
     async def apply_tuning(self, ws: WorkspaceSpec, job: dict[str, Any] | None) -> dict[str, Any] | None:
         """Create the Job; a Job of an older revision is deleted first (its pod template is immutable)."""
@@ -346,6 +373,7 @@ class WorkspaceReconciler:
             node_requirements=self.provisioner.node_requirements(ws),
             registry=self.image_registry,
             cluster_cidrs=self.cluster_cidrs,
+            results_dir=await self.tuning_results_dir(ws),
         )
         created = None
         for obj in objects:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 from typing import Any
+
+import yaml
 
 from kaito_ctrl.api import labels as L
 from kaito_ctrl.api.catalog import catalog
@@ -13,11 +16,63 @@ from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
 from kaito_ctrl.render import environment, render
 
 PHI3_TARGET_MODULES = "k_proj,q_proj,v_proj,o_proj,gate_proj,down_proj,up_proj"
+# Where training writes its results and the pusher reads them: the config's TrainingArguments.output_dir, under
+# /mnt, default /mnt/output (Kaito's PrepareOutputDir, both eras).
+OUTPUT_BASE_DIR = "/mnt"
+DEFAULT_OUTPUT_DIR = "/mnt/output"
+
+
+class InvalidTuningConfig(ValueError):
+    """The Workspace's tuning config cannot be used as it is; the message says what to fix."""
+
+    reason = "InvalidTuningConfig"
+
+
+def output_dir(configmap: dict[str, Any]) -> str:
+    """The results directory a tuning config asks for (``training_config.yaml`` -> ``training_config`` ->
+    ``TrainingArguments`` -> ``output_dir``), as Kaito resolves it: relative paths are under /mnt, and it must be a
+    directory below /mnt."""
+    name = (configmap.get("metadata") or {}).get("name", "")
+    raw = (configmap.get("data") or {}).get("training_config.yaml")
+    if raw is None:
+        raise InvalidTuningConfig(f"ConfigMap {name} has no training_config.yaml")
+    try:
+        doc = yaml.safe_load(raw) or {}
+    except yaml.YAMLError as e:
+        raise InvalidTuningConfig(f"ConfigMap {name}: training_config.yaml is not valid YAML: {e}") from None
+    args = ((doc.get("training_config") or {}) if isinstance(doc, dict) else {}).get(
+        "TrainingArguments"
+    ) or {}
+    value = args.get("output_dir", "") if isinstance(args, dict) else ""
+    if not isinstance(value, str):
+        raise InvalidTuningConfig(f"ConfigMap {name}: TrainingArguments.output_dir must be a string")
+    if not value:
+        return DEFAULT_OUTPUT_DIR
+    path = posixpath.normpath(
+        value if value.startswith(OUTPUT_BASE_DIR) else posixpath.join(OUTPUT_BASE_DIR, value)
+    )
+    if (
+        path == OUTPUT_BASE_DIR
+        or not path.startswith(OUTPUT_BASE_DIR + "/")
+        or path in ("/mnt/config", "/mnt/data")
+    ):
+        raise InvalidTuningConfig(
+            f"ConfigMap {name}: TrainingArguments.output_dir {value[:64]!r} must be a directory under /mnt "
+            "(other than /mnt/config and /mnt/data), e.g. /mnt/output"
+        )
+    return path
 
 
 def render_tuning(
-    ws: WorkspaceSpec, *, node_requirements: list[dict[str, Any]], registry: str, cluster_cidrs: str = ""
+    ws: WorkspaceSpec,
+    *,
+    node_requirements: list[dict[str, Any]],
+    registry: str,
+    cluster_cidrs: str = "",
+    results_dir: str = DEFAULT_OUTPUT_DIR,
 ) -> list[dict[str, Any]]:
+    """``results_dir``: the output directory of the Workspace's own tuning config (``output_dir``); the default
+    config's is /mnt/output."""
     tuning = ws.tuning or {}
     preset = ws.preset
     assert preset is not None
@@ -56,6 +111,7 @@ def render_tuning(
         "data_image": source.get("image"),
         "data_volume": source.get("volumeSource"),
         "results_volume": dest.get("volumeSource"),
+        "output_dir": results_dir,
         "push_image": dest.get("image"),
         "push_secret": push_secret,
         "preset": preset.name,
