@@ -3,9 +3,13 @@
 One process runs, on one event loop as `kaito-ctrl run` does, a LeaderElector renewing a real Lease every 2 s
 (retry period; renew deadline 10 s) and the WebhookServer. A second process floods the webhook for the
 measured window: ``big`` clients each post a ~250 KiB AdmissionReview (a Workspace whose template carries 2,000
-env entries) back to back, and ``slow`` clients each open a review announcing 200 KiB and send a byte per
-second (the slow-body attack). Reported: the longest gap between successful renewals and the event loop's p99
-lag (a 50 ms ticker's oversleep), idle and under the flood, and how the webhook answered (200 / 408 / 413 / 429).
+env entries) back to back, ``slow`` clients each open a review announcing 200 KiB and send a byte per
+second (the slow-body attack), and ``idle`` clients each complete TLS and then send nothing (half of them) or
+half a request line (the other half), reconnecting as soon as the server closes them (the idle-socket attack).
+Reported: the longest gap between successful renewals and the event loop's p99 lag (a 50 ms ticker's
+oversleep), idle and under the flood; how the webhook answered (200 / 408 / 413 / 429); connections closed by
+the header deadline and refused at the connection cap; the most sockets and file descriptors the server process
+held.
 
     .venv/bin/python -m bench.bench_admission_flood --quick    # 15 s windows; full: 60 s
 """
@@ -26,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from kaito_ctrl import logsetup
 from kaito_ctrl.kube.client import KubeClient
 from kaito_ctrl.kube.leaderelection import LeaderElectionConfig, LeaderElector
 from kaito_ctrl.testing.controlplane import ControlPlane, ControlPlaneOptions
@@ -34,6 +39,7 @@ from kaito_ctrl.webhook.server import VALIDATE_PATH, WebhookServer
 
 BIG_CLIENTS = 24
 SLOW_CLIENTS = 150
+IDLE_CLIENTS = 600
 
 
 def big_review() -> bytes:
@@ -90,7 +96,30 @@ async def _flood(port: int, seconds: float, counts: dict[str, int]) -> None:
             except (OSError, IndexError, ssl.SSLError):
                 counts["error"] = counts.get("error", 0) + 1
 
-    await asyncio.gather(*(big() for _ in range(BIG_CLIENTS)), *(slow() for _ in range(SLOW_CLIENTS)))
+    async def idle(partial: bool) -> None:
+        while time.monotonic() < end:
+            try:
+                r, w = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
+            except (OSError, ssl.SSLError):
+                counts["idle connect failed"] = counts.get("idle connect failed", 0) + 1
+                continue  # an attacker reconnects at once
+            try:
+                if partial:
+                    w.write(f"POST {VALIDATE_PATH} HTTP/1.1\r\nHost: ".encode())
+                    await w.drain()
+                if await asyncio.wait_for(r.read(1), max(end - time.monotonic(), 0.01)) == b"":
+                    counts["idle closed by server"] = counts.get("idle closed by server", 0) + 1
+            except TimeoutError:
+                pass  # the window ended with the connection still open
+            except (OSError, ssl.SSLError):
+                counts["idle closed by server"] = counts.get("idle closed by server", 0) + 1
+            w.close()
+
+    await asyncio.gather(
+        *(big() for _ in range(BIG_CLIENTS)),
+        *(slow() for _ in range(SLOW_CLIENTS)),
+        *(idle(i % 2 == 1) for i in range(IDLE_CLIENTS)),
+    )
 
 
 def _flood_process(port: int, seconds: float, out: Any) -> None:
@@ -99,17 +128,30 @@ def _flood_process(port: int, seconds: float, out: Any) -> None:
     out.put(counts)
 
 
-async def _window(elector: LeaderElector, seconds: float) -> tuple[float, float]:
-    """(longest gap between successful renewals, p99 loop lag) over ``seconds``."""
+def _open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return -1  # not Linux
+
+
+async def _window(
+    elector: LeaderElector, seconds: float, server: WebhookServer
+) -> tuple[float, float, int, int]:
+    """(longest gap between successful renewals, p99 loop lag, most open sockets, most open fds) over
+    ``seconds``."""
     lags: list[float] = []
     gaps: list[float] = []
+    sockets, fds = 0, 0
     end = time.monotonic() + seconds
 
     async def ticker() -> None:
+        nonlocal sockets, fds
         while time.monotonic() < end:
             t = time.monotonic()
             await asyncio.sleep(0.05)
             lags.append(time.monotonic() - t - 0.05)
+            sockets, fds = max(sockets, server.open_sockets), max(fds, _open_fds())
 
     async def renew() -> None:
         last = time.monotonic()
@@ -121,7 +163,7 @@ async def _window(elector: LeaderElector, seconds: float) -> tuple[float, float]
             await asyncio.sleep(elector.config.retry_period)
 
     await asyncio.gather(ticker(), renew())
-    return max(gaps), statistics.quantiles(lags, n=100)[98]
+    return max(gaps), statistics.quantiles(lags, n=100)[98], sockets, fds
 
 
 async def measure(kubeconfig: Path, seconds: float) -> dict[str, Any]:
@@ -137,13 +179,13 @@ async def measure(kubeconfig: Path, seconds: float) -> dict[str, Any]:
     await server.start()
     try:
         assert await elector.try_acquire_or_renew()
-        idle_gap, idle_lag = await _window(elector, seconds)
+        idle_gap, idle_lag, _, idle_fds = await _window(elector, seconds, server)
         out: Any = multiprocessing.get_context("spawn").Queue()
         proc = multiprocessing.get_context("spawn").Process(
             target=_flood_process, args=(server.port, seconds, out)
         )
         proc.start()
-        flood_gap, flood_lag = await _window(elector, seconds)
+        flood_gap, flood_lag, flood_sockets, flood_fds = await _window(elector, seconds, server)
         counts = await asyncio.get_running_loop().run_in_executor(None, out.get, True, 60)
         proc.join(30)
         return {
@@ -154,6 +196,11 @@ async def measure(kubeconfig: Path, seconds: float) -> dict[str, Any]:
             "answers": counts,
             "shed": server.shed,
             "requests": server.requests,
+            "header_timeouts": server.header_timeouts,
+            "refused_connections": server.refused_connections,
+            "max_sockets": flood_sockets,
+            "idle_fds": idle_fds,
+            "flood_fds": flood_fds,
         }
     finally:
         await server.stop()
@@ -162,6 +209,7 @@ async def measure(kubeconfig: Path, seconds: float) -> dict[str, Any]:
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
     seconds = 15.0 if quick else 60.0
+    logsetup.configure("info")  # as `kaito-ctrl run` does by default: per-connection debug lines are dropped
     kubeconfig = os.environ.get("KAITO_BENCH_KUBECONFIG")
     cp = None
     if not kubeconfig:
@@ -176,9 +224,11 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         if cp is not None:
             cp.stop()
     note = (
-        f"{BIG_CLIENTS} clients posting 250 KiB reviews + {SLOW_CLIENTS} slow-body clients for {seconds:g}s; "
-        f"answers {json.dumps(m['answers'], sort_keys=True)}; idle p99 loop lag {m['idle_p99_lag'] * 1000:.1f} ms, "
-        f"flood {m['flood_p99_lag'] * 1000:.1f} ms"
+        f"{BIG_CLIENTS} clients posting 250 KiB reviews + {SLOW_CLIENTS} slow-body clients + {IDLE_CLIENTS} idle "
+        f"clients for {seconds:g}s; answers {json.dumps(m['answers'], sort_keys=True)}; idle p99 loop lag "
+        f"{m['idle_p99_lag'] * 1000:.1f} ms, flood {m['flood_p99_lag'] * 1000:.1f} ms; closed by the header "
+        f"deadline {m['header_timeouts']}, refused at the connection cap {m['refused_connections']}; most open "
+        f"sockets {m['max_sockets']}, most fds {m['flood_fds']} (idle {m['idle_fds']})"
     )
     return [
         {
