@@ -42,14 +42,16 @@ READ_TIMEOUT = 5.0  # seconds for the whole body to arrive
 MAX_READING = 32  # bodies being received at once (bounds memory at MAX_READING * MAX_BODY)
 MAX_PENDING = 16  # reviews queued for or in validation
 VALIDATION_THREADS = 2
-HEADER_TIMEOUT = 10.0  # seconds for a request head to arrive (the apiserver sends one in a single write)
+HEADER_TIMEOUT = 10.0  # seconds for a request head to arrive (the apiserver's is a few hundred bytes)
 HANDSHAKE_TIMEOUT = 10.0  # seconds for the TLS handshake (asyncio's default is 60)
 # Open sockets, handshaking ones included. Each is a file descriptor of the process that also holds the
 # controllers' apiserver connections (informer watches, the Lease, Events) and the cloud clients. Python does not
-# raise RLIMIT_NOFILE's soft limit, and it can be 1024 in a container: containerd 2.x and Docker 25+ dropped
+# raise RLIMIT_NOFILE's soft limit, and it can be 1024 in a container: containerd 2.x and newer Docker dropped
 # LimitNOFILE=infinity from their units (containerd#8924, moby#45534), leaving systemd's 1024 soft / 524288
-# hard (this image does not raise it; containerd 1.x nodes such as AKS's give 1048576). 256 leaves three
-# quarters of a 1024 limit to the rest. The apiserver keeps a few keep-alive connections per replica.
+# hard, which containers inherit (this image does not raise it; containerd 1.x units give infinity, usually
+# 1048576). 256 leaves three quarters of a 1024 limit to the rest. Under a connection flood, refused sockets also hold a descriptor from their accept to
+# their close a loop iteration or two later (asyncio accepts up to the backlog, 128, per wake-up): the flood
+# bench peaked at 520 descriptors in all (docs/security.md). The apiserver keeps a few keep-alive connections.
 MAX_CONNECTIONS = 256
 # ECDHE with AEAD only: no CBC (Lucky13-class padding oracles), no static RSA key exchange.
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
