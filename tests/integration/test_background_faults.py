@@ -15,7 +15,9 @@ connections held open); when the fault clears, the work must resume with nothing
 
 The clients behind the proxy have short request timeouts (the Kubernetes client's default is 30 s, the Azure
 SDK's 300 s per attempt): a black-holed request ends with the timeout, so the tests would only be slower with
-the defaults.
+the defaults. ``test_seeded_fault_cycles_lose_no_task_and_duplicate_nothing`` is the long variant: a few seeded
+runs in ``make test``, many in ``make chaos`` (``--chaos-full``), one JSON line per run in ``$KAITO_CHAOS_REPORT``
+(``hack/chaos_summary.py`` summarises them).
 """
 
 from __future__ import annotations
@@ -23,9 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
+import os
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -62,6 +68,8 @@ FAULTS: dict[str, tuple[str, dict[str, Any]]] = {
 GC_TASK = "garbage-collector"
 GC_FAILED = "garbage collection incomplete; next pass will retry"
 OLD = "2020-01-01T00-00-00Z"  # a pool creation timestamp far beyond any grace period
+CHAOS_SEEDS_QUICK = 2
+CHAOS_SEEDS_FULL = 20
 
 
 @pytest.fixture(scope="module")
@@ -390,3 +398,124 @@ async def _registered(kube: KubeClient) -> dict[str, Any] | None:
         return await kube.get(VALIDATING_WEBHOOKS, VALIDATING_NAME)
     except NotFound:
         return None
+
+
+# ---------------------------------------------------------------------------------------------------- long variant
+# (links, fault): the first seeds take each once, in an order where two seeds already cover both links and both
+# kinds; later seeds draw one.
+CYCLES = [
+    ("apiserver", "black-hole"),
+    ("arm", "reset"),
+    ("both", "reset"),
+    ("apiserver", "reset"),
+    ("arm", "black-hole"),
+    ("both", "black-hole"),
+]
+
+
+async def phase(r: Rig, name: str) -> str:
+    """Where the claim's provisioning stands: launching, registering, initializing, or ready."""
+    obj = await r.api.get(name)
+    steps = {"Launched": "launching", "Registered": "registering", "Initialized": "initializing"}
+    return next((step for t, step in steps.items() if not cond.is_true(obj, t)), "ready")
+
+
+def _report(figures: dict[str, Any]) -> None:
+    report = os.environ.get("KAITO_CHAOS_REPORT")
+    if report:
+        with Path(report).open("a") as f:
+            f.write(json.dumps(figures) + "\n")
+
+
+@pytest.mark.chaos
+async def test_seeded_fault_cycles_lose_no_task_and_duplicate_nothing(
+    control_plane: ControlPlane, toxiproxy: Toxiproxy, chaos_seed: int
+) -> None:
+    """One provisioner with both its links proxied. A claim is being provisioned and an orphan pool waits for
+    the GC when a fault drawn from the seed (which link, reset or black hole, when, how long) hits; after it
+    clears, the orphan must be collected, the claim Ready on its one Node and its one pool, and every
+    supervised task still running."""
+    rng = random.Random(19_000 + chaos_seed)
+    where, kind = CYCLES[chaos_seed] if chaos_seed < len(CYCLES) else rng.choice(CYCLES)
+    create_s = round(rng.uniform(0.3, 2.0), 2)
+    # From the claim's creation: mostly while its pool is created or its Node joins and registers.
+    fault_after = round(rng.uniform(0.0, create_s + 1.0), 2)
+    fault_for = round(rng.uniform(1.0, 5.0), 2)
+    async with (
+        proxied_kube(control_plane, toxiproxy) as (through, api_link),
+        rig(control_plane, "nodeclaim", create_seconds=create_s) as r,
+    ):
+        arm = arm_link(r, toxiproxy)
+        links = {"apiserver": [api_link], "arm": [arm], "both": [api_link, arm]}[where]
+        manager = await start_provisioner(
+            r, through, provider(r, arm), gc_interval=0.3, gc_grace_period=600.0
+        )
+        names = [t.name for t in (*manager._runnables, *manager._leader_runnables)]
+        before = {n: restarts(n) for n in names}
+        name = new_name()
+        await r.api.create(r.claim(name))
+        # The fault's moment in the claim's provisioning, drawn from the seed (not a synchronisation).
+        await asyncio.sleep(fault_after)
+        hit = await phase(r, name)
+        try:
+            for link in links:
+                await link.fault(kind)
+            orphan = await orphan_pool(r)  # the GC's work arrives while the fault lasts
+            await asyncio.sleep(fault_for)  # the fault's length, drawn from the seed (not a synchronisation)
+        finally:
+            for link in links:
+                await link.clear()
+        cleared = time.monotonic()
+        gc_resumed = ready = None
+
+        async def converged() -> bool:
+            nonlocal gc_resumed, ready
+            if gc_resumed is None and orphan not in r.pools():
+                gc_resumed = time.monotonic() - cleared
+            if ready is None and await ready_claim(r, name):
+                ready = time.monotonic() - cleared
+            return gc_resumed is not None and ready is not None
+
+        try:
+            await eventually(
+                converged, 120, f"GC and node sync to resume (seed {chaos_seed}, {where} {kind})"
+            )
+        finally:
+            restarted = {n: int(restarts(n) - before[n]) for n in names if restarts(n) > before[n]}
+            running, ended = running_tasks(manager)
+            health = await manager.healthz.run()
+            unhealthy = sorted(k for k, ok in health.items() if not ok)
+            pools = kaito_pools(r)
+            nodes = await r.kube.list_all(NODES, label_selector=f"kubernetes.azure.com/agentpool={name}")
+            puts = r.fake.requests.counts["PUT pool"]
+            # Anything made twice: a pool besides the claim's (and the orphan, if left), a second Node for
+            # the pool, a second PUT of a pool (a re-create; one each for the claim and the orphan is right).
+            duplicates = (
+                len([p for p in pools if p not in (name, orphan)]) + max(0, len(nodes) - 1) + max(0, puts - 2)
+            )
+            figures: dict[str, Any] = {
+                "test": "background-faults",
+                "seed": chaos_seed,
+                "link": where,
+                "fault": kind,
+                "create_seconds": create_s,
+                "fault_after_s": fault_after,
+                "fault_s": fault_for,
+                "claim_at_fault": hit,
+                "faults": sum(link.faults for link in links),
+                "restarts": sum(restarted.values()),
+                "restarted": restarted,
+                # A task lost: one that ended (a restart that never resumed) or whose failures spent its budget.
+                "tasks_lost": len(ended) + len(unhealthy),
+                "duplicates": duplicates,
+                "orphan_left": orphan in pools,
+                "arm_puts": puts,
+                "gc_resumed_s": None if gc_resumed is None else round(gc_resumed, 2),
+                "ready_s": None if ready is None else round(ready, 2),
+                "converged_s": round(max(gc_resumed or 0.0, ready or 0.0), 2),
+            }
+            print(json.dumps(figures))
+            _report(figures)
+        await check_registered(r, name)
+        assert not ended and not unhealthy, (ended, unhealthy, running)
+        assert duplicates == 0 and pools == [name], pools
