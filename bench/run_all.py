@@ -36,7 +36,9 @@ NOTES = """## How to read the figures
 - **Method.** Wherever two implementations are compared (P1, P3, P4, P6), both process the same input, each
   three times (P4/P6 once with `--quick`), the first to run alternating from round to round, and the medians
   are compared; P4/P6 delete every object a system created (Workspaces, workloads, Services, Events) before
-  the next system starts, so each meets the same etcd.
+  the next system starts, so each meets the same etcd. Wall-time and CPU figures of kaito-ctrl in P4/P6 are of
+  `kaito-ctrl run` started as its own process with its shipped defaults, never of the controller run inside
+  the benchmark.
 - **P1** feeds one recorded stream of Pod watch events through kaito-ctrl's path (chunk splitting, orjson,
   managedFields stripped, cache and namespace index updated, handlers called) and through kubernetes-asyncio's
   `Watch.unmarshal_event` into `V1Pod` objects, which does only the decoding. orjson alone costs about 11-17 us per
@@ -54,22 +56,34 @@ NOTES = """## How to read the figures
   alike); on a slow day it falls short of the 200k target by as much, with no change in the code.
 - **P5** is the wall time from starting an informer to `has_synced` over 10k ConfigMaps on the local apiserver.
 - **P4** times N BYO Workspaces from the first create until every one is in the state a reconcile leaves it in
-  (finalizer, Service, Deployment, settled status, Events), against a baseline making the same writes with the
-  same bodies and concurrency and none of a controller's machinery. Both send the same requests per Workspace
-  (the reconciler skips applying objects its cache already shows as rendered, goes on with the patched object
-  after adding its finalizer, and observes the Deployment from the apply response). What is left of the gap is the
-  controller's own path, paid on a 2-core machine that also runs the apiserver and etcd: the watch event, the
-  workqueue, rendering the templates and building status for every reconcile. Single runs swing by about 25%
-  on this 2-core machine (the note lists each run's wall time), so read the median against the 1.3x target.
-- **P6** runs the same workload through a minimal kopf operator that does only these writes. The 5x target
-  assumed a peer far from the apiserver's own limit; here kopf's wall time is already within about 1.4x of the
-  raw baseline, so no controller can be 5x faster than it on this machine: the apiserver is the bottleneck.
-  The figure shows kaito-ctrl level with or ahead of kopf while also maintaining informer caches, conditions
-  with root causes, rate limiting and metrics that the kopf operator does not. The 5x target is missed and
-  cannot be met here.
-- The process tunes the garbage collector (`kaito_ctrl/runtime/gctuning.py`) because the default thresholds made
-  the collector walk the whole cache every few hundred events (3x slower decoding); the benchmark uses the same
-  setting `kaito-ctrl run` applies.
+  (finalizer, Service, Deployment, settled status, Events). The headline is the shipped process: `kaito-ctrl
+  run --controllers workspace --node-provisioner byo --watch-namespace NS --no-leader-elect --no-webhook`
+  started as its own process, as a user runs it, with every other setting at its default (its client limit
+  among them, given in the note; only its metrics and probe servers move to free loopback ports). The baseline
+  makes the same writes with the same bodies, concurrency and client limits and none of a controller's
+  machinery. The note lists both systems' requests per Workspace (the process's from its own /metrics). Once a
+  round needs more requests than the client's burst, both are paced by their client limit (about the requests
+  beyond the burst divided by the qps) more than by the apiserver, so every request kaito-ctrl sends beyond
+  the baseline's costs wall time (today a GET of the Service and of the Deployment its cache does not show
+  yet, the ownership check before an apply, answered 404 for a new Workspace). The note also gives the
+  process's CPU per Workspace (user+sys from /proc across the timed round) and its peak RSS; the baseline runs
+  inside the benchmark's own process, so it has no CPU figure. The rest of the gap is the controller's own
+  path, paid on a 2-core machine that also runs the apiserver and etcd: the watch event, the workqueue,
+  rendering the templates and building status for every reconcile. Single runs swing by about 25% on this
+  2-core machine (the note lists each run's wall time), so read the median against the 1.3x target. The same
+  controller run inside the benchmark's process is only a diagnostic (`python -m bench.bench_workspaces
+  --in-process`), never a row.
+- **P6** runs the same workload through a minimal kopf operator that does only these writes, also as its own
+  process; its Kubernetes client (kubernetes-asyncio) has no client-side rate limit. The note gives both
+  processes' CPU per Workspace and peak RSS, and the ratio of their CPU. The 5x target assumed a peer far from
+  the apiserver's own limit; on this machine kopf, with no client limit at all, is about as fast as the raw
+  baseline, so no controller can be 5x faster than it here: the apiserver is the bottleneck. kaito-ctrl also maintains informer caches,
+  conditions with root causes, rate limiting and metrics that the kopf operator does not. The 5x target is
+  missed and cannot be met here.
+- `kaito-ctrl run` tunes the garbage collector at start (`kaito_ctrl/runtime/gctuning.py`) because the default
+  thresholds made the collector walk the whole cache every few hundred events (3x slower decoding); the
+  benchmarks that run code inside their own process (P1, P2, P5, and P4's driver and baseline) apply the same
+  setting.
 """
 
 
