@@ -16,8 +16,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import structlog
-
 from bench import bench_workspaces as bw
 from bench import processes
 from kaito_ctrl import logsetup
@@ -75,13 +73,11 @@ async def one(kubeconfig: str, qps: float, burst: int, n: int, run: int, workdir
 def main() -> int:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 150
     logsetup.configure("warning", "json")
-    log = structlog.get_logger("bench.throttle")
     options = ControlPlaneOptions(controller_manager=False, scheduler=False, kwok=True, gpu_nodes=())
     with ControlPlane(options) as cp, tempfile.TemporaryDirectory(prefix="kaito-bench-thr-") as tmp:
         for run in range(2):  # alternating which limit goes first
             for qps, burst in LIMITS if run % 2 == 0 else LIMITS[::-1]:
                 row = asyncio.run(one(cp.kubeconfig, qps, burst, n, run, Path(tmp)))
-                log.warning("throttle run", **row)
                 print(json.dumps(row), flush=True)
     return 0
 
