@@ -30,7 +30,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -70,16 +70,6 @@ GC_FAILED = "garbage collection incomplete; next pass will retry"
 OLD = "2020-01-01T00-00-00Z"  # a pool creation timestamp far beyond any grace period
 CHAOS_SEEDS_QUICK = 2
 CHAOS_SEEDS_FULL = 20
-
-
-@pytest.fixture(scope="module")
-def toxiproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Toxiproxy]:
-    proxy = Toxiproxy(tmp_path_factory.mktemp("toxiproxy"))
-    proxy.start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
 
 
 # ---------------------------------------------------------------------------------------------------- helpers

@@ -10,7 +10,7 @@ import contextlib
 import dataclasses
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,16 +43,6 @@ from tests.integration.webhooks import delete_configurations, runner_for
 
 REPO = Path(__file__).resolve().parents[2]
 LEASE = {"lease_duration": 4, "renew_deadline": 3, "retry_period": 1}
-
-
-@pytest.fixture(scope="module")
-def toxiproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Toxiproxy]:
-    proxy = Toxiproxy(tmp_path_factory.mktemp("toxiproxy"))
-    proxy.start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
 
 
 @pytest.fixture

@@ -73,16 +73,6 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
         cp.stop()
 
 
-@pytest.fixture(scope="module")
-def toxiproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Toxiproxy]:
-    proxy = Toxiproxy(tmp_path_factory.mktemp("toxiproxy"))
-    proxy.start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
-
-
 @dataclasses.dataclass
 class Replicas:
     a: KubeClient  # through the proxy
