@@ -169,8 +169,9 @@ class NodeObjectAPI:
     async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         return await self.client.create(self.resource, obj)
 
-    async def delete(self, name: str) -> None:
-        await self.client.delete(self.resource, name, propagation_policy=None)
+    async def delete(self, name: str) -> dict[str, Any] | None:
+        """Delete; returns the object when a finalizer holds it (now with its deletionTimestamp)."""
+        return await self.client.delete(self.resource, name, propagation_policy=None)
 
     async def patch_metadata(self, obj: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
         """Merge-patch labels, annotations or finalizers, locked on the object's resourceVersion."""
@@ -197,10 +198,17 @@ class NodeObjectAPI:
             return obj
         return await self.patch_metadata(obj, {"finalizers": [f for f in finalizers if f != finalizer]})
 
-    async def patch_status(self, obj: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
-        """Write status fields (conditions replace the whole list, as merge patch does for lists)."""
+    async def patch_status(
+        self, obj: dict[str, Any], status: dict[str, Any], *, resource_version: str | None = None
+    ) -> dict[str, Any]:
+        """Write status fields (conditions replace the whole list, as merge patch does for lists); with
+        ``resource_version``, only over that version of the object (409 otherwise)."""
         return await self.client.merge_patch(
-            self.resource, obj["metadata"]["name"], {"status": status}, subresource="status"
+            self.resource,
+            obj["metadata"]["name"],
+            {"status": status},
+            subresource="status",
+            resource_version=resource_version,
         )
 
 

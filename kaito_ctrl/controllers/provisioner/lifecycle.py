@@ -83,6 +83,8 @@ class StatusDraft:
     # Karpenter v1 stamps every NodeClaim condition with the generation it observed; Machines
     # (v1alpha5) never carried one.
     generation: int | None = None
+    # The claim's version this status is computed over; the pass's own metadata writes move it on.
+    resource_version: str | None = None
 
     @classmethod
     def of(cls, obj: dict[str, Any]) -> StatusDraft:
@@ -94,7 +96,14 @@ class StatusDraft:
             fields=status,
             conditions=conditions,
             generation=int(generation) if generation is not None else None,
+            resource_version=(obj.get("metadata") or {}).get("resourceVersion"),
         )
+
+    def moved_to(self, written: dict[str, Any] | None) -> None:
+        """The pass wrote the claim's metadata itself: its status is still the one read."""
+        version = ((written or {}).get("metadata") or {}).get("resourceVersion")
+        if version:
+            self.resource_version = version
 
     def as_status(self) -> dict[str, Any]:
         return {**self.fields, "conditions": self.conditions}
@@ -160,7 +169,8 @@ class ClaimLifecycle:
             if held is not None:
                 return Result(requeue_after=held.wait(self.clock.monotonic()))
             try:
-                await self.api.patch_status(obj, draft.as_status())
+                if not await self._write_status(obj, draft):
+                    return Result(requeue=True)  # newer status than this pass saw: look again
             except NotFound:
                 return DONE
             except ApiError as e:
@@ -179,6 +189,29 @@ class ClaimLifecycle:
                 return Result(requeue_after=refusal.wait(self.clock.monotonic()))
             self.refusals.succeeded(name, "status")
         return result or DONE
+
+    async def _write_status(self, obj: dict[str, Any], draft: StatusDraft) -> bool:
+        """Write the draft over the status it was computed from; False when the claim's status moved on.
+
+        Fenced on the claim's resourceVersion: a pass over a stale cache (a watch broken by the network, a
+        request of this process that landed after a later one) would otherwise write an older Launched or
+        Ready over a newer one. A 409 caused by metadata alone (labels, finalizers, a deletion) is retried
+        once over the live version, since the status this pass read is still the current one.
+        """
+        try:
+            await self.api.patch_status(obj, draft.as_status(), resource_version=draft.resource_version)
+            return True
+        except Conflict:
+            live = await self.api.get(obj["metadata"]["name"])
+            if (live.get("status") or {}) != draft.original:
+                return False
+            try:
+                await self.api.patch_status(
+                    live, draft.as_status(), resource_version=live["metadata"].get("resourceVersion")
+                )
+            except Conflict:
+                return False
+            return True
 
     async def _node_patch(
         self,
@@ -279,10 +312,10 @@ class ClaimLifecycle:
         found = store.by_index("providerID", provider_id) if provider_id else []
         return found or store.by_index("agentpool", obj["metadata"]["name"])
 
-    async def _delete_claim(self, obj: dict[str, Any], why: str) -> None:
+    async def _delete_claim(self, obj: dict[str, Any], draft: StatusDraft, why: str) -> None:
         log.warning("deleting the claim", reason=why)
         with contextlib.suppress(NotFound):
-            await self.api.delete(obj["metadata"]["name"])
+            draft.moved_to(await self.api.delete(obj["metadata"]["name"]))
 
     # ------------------------------------------------------------------ launch
     async def launch(self, obj: dict[str, Any], draft: StatusDraft) -> Result | None:
@@ -301,7 +334,7 @@ class ClaimLifecycle:
             m.OPERATIONS_IN_FLIGHT.set(len(self.ops))
             outcome = self._launch_outcome(obj, draft, op.task, self.clock.monotonic() - op.started)
             if outcome is None:
-                await self._populate_labels(obj, spec.vm_size, spec.labels)
+                draft.moved_to(await self._populate_labels(obj, spec.vm_size, spec.labels))
             return outcome
         if op is not None and not op.done:
             # Counted from the claim's creation, so a restart of this process does not start the clock again.
@@ -310,7 +343,7 @@ class ClaimLifecycle:
                 # Termination deletes the pool, preempting the create once ARM holds it.
                 self._set(draft, launched, "False", "LaunchTimeout",
                           f"agent pool {name} was not provisioned within {self.tunables.launch_timeout:.0f}s")  # fmt: skip
-                await self._delete_claim(obj, "launch timeout")
+                await self._delete_claim(obj, draft, "launch timeout")
                 return DONE
             left = self.tunables.launch_timeout - launching_for
             return Result(requeue_after=max(0.1, min(OPERATION_POLL, left + 0.1)))
@@ -365,7 +398,9 @@ class ClaimLifecycle:
         m.LIFECYCLE_SECONDS.labels(self.api.kind, "launched").observe(self._age(obj))
         return None
 
-    async def _populate_labels(self, obj: dict[str, Any], vm_size: str, pool_labels: dict[str, str]) -> None:
+    async def _populate_labels(
+        self, obj: dict[str, Any], vm_size: str, pool_labels: dict[str, str]
+    ) -> dict[str, Any] | None:
         """What Karpenter writes on a launched claim: the instance type (kubectl's TYPE column) and its kin."""
         wanted = {
             INSTANCE_TYPE_LABEL: vm_size,
@@ -380,11 +415,13 @@ class ClaimLifecycle:
             wanted["karpenter.sh/capacity-type"] = "on-demand"
         have = obj["metadata"].get("labels") or {}
         missing = {k: v for k, v in wanted.items() if have.get(k) != v}
-        if missing:
-            with contextlib.suppress(NotFound):
-                await self.api.client.merge_patch(
-                    self.api.resource, obj["metadata"]["name"], {"metadata": {"labels": missing}}
-                )
+        if not missing:
+            return None
+        with contextlib.suppress(NotFound):
+            return await self.api.client.merge_patch(
+                self.api.resource, obj["metadata"]["name"], {"metadata": {"labels": missing}}
+            )
+        return None
 
     def _launch_failed(
         self, obj: dict[str, Any], draft: StatusDraft, e: CloudError, operation: str
@@ -406,7 +443,7 @@ class ClaimLifecycle:
         nodes = self._nodes_of(obj)
         if any(n["metadata"].get("deletionTimestamp") for n in nodes) and self._is_true(draft, registered):
             # The Node is going away (someone deleted it): the claim goes with it, as in Karpenter.
-            await self._delete_claim(obj, "its Node is being deleted")
+            await self._delete_claim(obj, draft, "its Node is being deleted")
             return DONE
         nodes = [n for n in nodes if not n["metadata"].get("deletionTimestamp")]
         if not nodes:
@@ -414,7 +451,7 @@ class ClaimLifecycle:
             if waited > self.tunables.registration_timeout:
                 self._set(draft, registered, "False", "RegistrationTimeout",
                           f"no Node joined from agent pool {name} within {self.tunables.registration_timeout:.0f}s")  # fmt: skip
-                await self._delete_claim(obj, "registration timeout")
+                await self._delete_claim(obj, draft, "registration timeout")
                 return DONE
             self._set(draft, registered, "Unknown", "NodeNotFound",
                       f"Node not registered with cluster (agent pool {name} is provisioned; waiting for its VM)")  # fmt: skip
@@ -555,8 +592,8 @@ class ClaimLifecycle:
         self._set(draft, TERMINATING_CONDITION, "True", reason, message)
         if draft.changed:
             try:
-                await self.api.patch_status(obj, draft.as_status())
-            except (NotFound, Conflict):
+                await self._write_status(obj, draft)
+            except NotFound:
                 pass
             except ApiError as e:  # informational only: a refused write must not stop the termination
                 log.warning("terminating status not written", error=str(e)[:300])
