@@ -167,6 +167,12 @@ def kaito_settings(argv: list[str], kubeconfig: str) -> Settings:
     return Settings.from_sources(parser.parse_args(argv[2:]), env={"KUBECONFIG": kubeconfig})
 
 
+def client_limit_text() -> str:
+    if CLIENT_QPS < 0:
+        return "no client-side limit: the apiserver's API Priority and Fairness paces it"
+    return f"client {CLIENT_QPS:.0f} qps / burst {CLIENT_BURST}"
+
+
 def logged_client_limits(log_path: Path) -> tuple[float, int] | None:
     """The client limits `kaito-ctrl run` says it started with (its "kaito-ctrl starting" JSON log line)."""
     for line in log_path.read_text(errors="replace").splitlines():
@@ -799,8 +805,8 @@ def rows_from(n: int, runs: int, got: dict[str, Any]) -> list[dict[str, Any]]:
         f"{k} {', '.join(f'{w:.2f}' for w in v)} s" for k, v in walls.items() if v and k != IN_PROCESS
     )
     setup_note = (
-        f"`kaito-ctrl run` as its own process with its shipped defaults (client {CLIENT_QPS:.0f} qps / burst "
-        f"{CLIENT_BURST}, {WORKERS} workers), the raw baseline with the same client limits and workers; "
+        f"`kaito-ctrl run` as its own process with its shipped defaults ({client_limit_text()}, {WORKERS} "
+        f"workers), the raw baseline with the same client limits and workers; "
         f"median of {runs}; {CREATE_CONCURRENCY} concurrent creates"
     )
     kcm = "; kube-controller-manager ran (ReplicaSets and Pods too)" if got["kcm"] else ""

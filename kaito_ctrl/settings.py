@@ -63,11 +63,15 @@ class Settings:
     workspace_workers: int = 4
     provisioner_workers: int = 4
     sync_timeout: float = 60.0
-    # Sized for a controller, not a kubectl: a burst of Workspaces costs ~9 requests each (Karpenter ships
-    # 200/300), the same as kube.throttle's defaults. API Priority and Fairness protects the apiserver;
-    # its 429s are waited out as told (kube/retryafter.py).
+    # -1: no client-side limit, as controller-runtime since v0.21 (SIG API Machinery's advice): the apiserver's
+    # API Priority and Fairness paces this process and its 429s are waited out as told (kube/retryafter.py).
+    # Where the apiserver answers without APF, the client falls back to Karpenter's 200 qps / burst 300.
     kube_client_qps: float = field(
-        default=200.0, metadata={"help": "apiserver requests per second this process may send (token bucket)"}
+        default=-1.0,
+        metadata={
+            "help": "apiserver requests per second this process may send (token bucket); -1: no client-side "
+            "limit, the apiserver's API Priority and Fairness paces it (200 if the apiserver has none)"
+        },
     )
     kube_client_burst: int = field(
         default=300, metadata={"help": "requests this process may send at once above the qps rate"}
@@ -146,8 +150,13 @@ class Settings:
 
     def validate(self) -> None:
         """Refuse values no process can run with, naming the flag and its environment variable."""
-        if not (math.isfinite(self.kube_client_qps) and self.kube_client_qps > 0):
-            raise ValueError(f"{_names('kube_client_qps')}: must be > 0, not {self.kube_client_qps}")
+        if not (
+            math.isfinite(self.kube_client_qps) and (self.kube_client_qps > 0 or self.kube_client_qps == -1)
+        ):
+            raise ValueError(
+                f"{_names('kube_client_qps')}: must be > 0, or -1 for no client-side limit, "
+                f"not {self.kube_client_qps}"
+            )
         if self.kube_client_burst < 1:
             raise ValueError(f"{_names('kube_client_burst')}: must be >= 1, not {self.kube_client_burst}")
 

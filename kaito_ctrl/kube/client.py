@@ -27,7 +27,7 @@ from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
 from kaito_ctrl.kube.errors import ApiError, TooManyRequests, TransportError, error_for
 from kaito_ctrl.kube.resources import Resource
 from kaito_ctrl.kube.retryafter import RetryAfterPolicy
-from kaito_ctrl.kube.throttle import DEFAULT_BURST, DEFAULT_QPS, TokenBucket
+from kaito_ctrl.kube.throttle import DEFAULT_BURST, DEFAULT_QPS, FALLBACK_BURST, FALLBACK_QPS, TokenBucket
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +52,8 @@ APPLY_PATCH = "application/apply-patch+yaml"
 FIELD_MANAGER = "kaito-ctrl"
 DEFAULT_TIMEOUT = 30.0
 _DISCOVERY_TTL = 30.0
+# Every answer of an apiserver that runs API Priority and Fairness names the FlowSchema that classified it.
+APF_HEADER = "X-Kubernetes-PF-FlowSchema-UID"
 
 Params = Mapping[str, str | int | bool]
 
@@ -98,7 +100,11 @@ class KubeClient:
         self.host = conn.server
         self._metric_host = urlsplit(conn.server).netloc
         self._clock = clock
-        self._throttle = TokenBucket(qps, burst, clock)
+        # qps < 0: no client-side limit, as controller-runtime since v0.21 on SIG API Machinery's advice; the
+        # apiserver's API Priority and Fairness paces every client fairly (429 + Retry-After, waited out). An
+        # apiserver without it (its first answer lacks the APF header) gets the fallback bucket instead.
+        self._throttle: TokenBucket | None = TokenBucket(qps, burst, clock) if qps > 0 else None
+        self._apf_unchecked = qps <= 0
         self._retry_after = retry_after or RetryAfterPolicy()
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
@@ -206,7 +212,7 @@ class KubeClient:
             data = orjson.dumps(body)
         if data is not None and content_type is None:
             content_type = JSON
-        waited = await self._throttle.acquire()
+        waited = await self._throttle.acquire() if self._throttle is not None else 0.0
         metrics.REST_CLIENT_RATE_LIMITER_DURATION.labels(method, self._metric_host).observe(waited)
         t0 = time.perf_counter()
         code = "<error>"
@@ -220,6 +226,8 @@ class KubeClient:
                 timeout=aiohttp.ClientTimeout(total=timeout or self._timeout),
             ) as resp:
                 code = str(resp.status)
+                if self._apf_unchecked:
+                    self._check_apf(resp)
                 raw = await resp.read()
                 if resp.status >= 400:
                     try:
@@ -235,6 +243,22 @@ class KubeClient:
             metrics.REST_CLIENT_REQUEST_DURATION.labels(method, self._metric_host).observe(
                 time.perf_counter() - t0
             )
+
+    @property
+    def client_limit(self) -> tuple[float, int] | None:
+        """(qps, burst) of the client-side bucket, None when the apiserver's flow control alone paces this client."""
+        return (self._throttle.qps, self._throttle.burst) if self._throttle is not None else None
+
+    def _check_apf(self, resp: aiohttp.ClientResponse) -> None:
+        self._apf_unchecked = False
+        if resp.headers.get(APF_HEADER):
+            log.info("apiserver runs API Priority and Fairness; no client-side request limit", host=self.host)
+            return
+        self._throttle = TokenBucket(FALLBACK_QPS, FALLBACK_BURST, self._clock)
+        log.warning(
+            "apiserver answered without API Priority and Fairness; limiting this client's requests",
+            host=self.host, qps=FALLBACK_QPS, burst=FALLBACK_BURST,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ verbs
     async def get(self, res: Resource, name: str, namespace: str | None = None) -> dict[str, Any]:
@@ -391,7 +415,8 @@ class KubeClient:
             params["labelSelector"] = label_selector
         if field_selector:
             params["fieldSelector"] = field_selector
-        await self._throttle.acquire()
+        if self._throttle is not None:
+            await self._throttle.acquire()
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout, sock_read=read_timeout)
         code = "<error>"
         try:

@@ -1,10 +1,11 @@
 """Client-side request throttling: a token bucket, as client-go's.
 
-The defaults are a controller's (Karpenter ships the same), not client-go's 30 qps / burst 50 for kubectl-like
-tools: a burst of Workspaces costs about nine requests each, and at 30 qps 200 Workspaces waited a minute on
-this bucket alone. The apiserver protects itself with API Priority and Fairness (a 429 and Retry-After, which
-the client waits out); this bucket only keeps one process from flooding it. ``kaito-ctrl run`` sets both with
-``--kube-client-qps`` and ``--kube-client-burst``.
+``kaito-ctrl run`` sends without one by default (``--kube-client-qps -1``), as controller-runtime has since
+v0.21 on SIG API Machinery's advice: the apiserver's API Priority and Fairness paces every client and answers
+429 with Retry-After when busy, which the client waits out (kube/retryafter.py). A bucket is used when the
+user sets a positive ``--kube-client-qps`` (with ``--kube-client-burst``), or, at the fallback's 200/300
+(Karpenter's limits), when the apiserver answers without APF. Library callers (tests, bench drivers) get
+DEFAULT_QPS/DEFAULT_BURST unless they say otherwise.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
 
 DEFAULT_QPS = 200.0
 DEFAULT_BURST = 300
+# The bucket of an unlimited client whose apiserver does not run API Priority and Fairness.
+FALLBACK_QPS = 200.0
+FALLBACK_BURST = 300
 # Throttled callers wake in batches of about this many: each waits until the end of the slot of BATCH / qps
 # seconds its reservation falls in. Waking once per request spreads the same work over one wakeup each, and
 # measured on the shipped process (200 Workspaces at 20 qps, /proc CPU) that cost 21-23 ms of CPU per

@@ -278,3 +278,23 @@ def test_audit_log_records_who_wrote_what(tmp_path: Path) -> None:
     # Off by default: no log, no reader results.
     quiet = ControlPlane(ControlPlaneOptions(workdir=tmp_path / "quiet", gpu_nodes=(), kwok=False))
     assert quiet.audit_events() == []
+
+
+async def test_the_apiserver_runs_priority_and_fairness_so_the_client_sends_unlimited(
+    control_plane: ControlPlane,
+) -> None:
+    """`kaito-ctrl run`'s default (--kube-client-qps -1) relies on API Priority and Fairness; the real apiserver
+    names the FlowSchema on every answer, so the client keeps no bucket of its own."""
+    from kaito_ctrl.kube.client import KubeClient
+    from kaito_ctrl.kube.resources import NAMESPACES
+    from kaito_ctrl.settings import Settings
+
+    client = await KubeClient.from_kubeconfig(
+        control_plane.kubeconfig, qps=Settings().kube_client_qps, burst=Settings().kube_client_burst
+    )
+    try:
+        assert client.client_limit is None
+        await client.get(NAMESPACES, "default")
+        assert client.client_limit is None, "the apiserver answered without API Priority and Fairness"
+    finally:
+        await client.close()

@@ -5,6 +5,7 @@ server that answers 429, with an injected clock (no sleeps)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -13,12 +14,12 @@ from aiohttp import web
 
 from kaito_ctrl import metrics
 from kaito_ctrl.cli.main import build_parser
-from kaito_ctrl.kube.client import KubeClient
+from kaito_ctrl.kube.client import APF_HEADER, KubeClient
 from kaito_ctrl.kube.clock import FakeClock
 from kaito_ctrl.kube.config import ConnectionConfig
 from kaito_ctrl.kube.errors import TooManyRequests
 from kaito_ctrl.kube.retryafter import RetryAfterPolicy
-from kaito_ctrl.kube.throttle import DEFAULT_BURST, DEFAULT_QPS
+from kaito_ctrl.kube.throttle import DEFAULT_BURST, DEFAULT_QPS, FALLBACK_BURST, FALLBACK_QPS
 from kaito_ctrl.settings import Settings
 
 APF_429 = {
@@ -28,10 +29,17 @@ APF_429 = {
 
 
 # ---------------------------------------------------------------------------- settings
-def test_defaults_are_a_controllers_and_match_the_client() -> None:
+def test_default_is_no_client_side_limit_as_controller_runtime() -> None:
     s = Settings.from_sources(env={})
-    assert (s.kube_client_qps, s.kube_client_burst) == (200.0, 300)
-    assert (s.kube_client_qps, s.kube_client_burst) == (DEFAULT_QPS, DEFAULT_BURST)
+    assert s.kube_client_qps == -1.0, "paced by the apiserver's API Priority and Fairness"
+    assert s.kube_client_burst == DEFAULT_BURST
+    assert (FALLBACK_QPS, FALLBACK_BURST) == (DEFAULT_QPS, DEFAULT_BURST) == (200.0, 300), "Karpenter's"
+
+
+def test_minus_one_is_accepted_from_the_environment() -> None:
+    s = Settings.from_sources(env={"KAITO_KUBE_CLIENT_QPS": "50"})
+    assert s.kube_client_qps == 50.0
+    assert Settings.from_sources(env={"KAITO_KUBE_CLIENT_QPS": "-1"}).kube_client_qps == -1.0
 
 
 def test_flag_wins_over_environment() -> None:
@@ -43,8 +51,9 @@ def test_flag_wins_over_environment() -> None:
 @pytest.mark.parametrize(
     ("env", "named"),
     [
-        ({"KAITO_KUBE_CLIENT_QPS": "0"}, "--kube-client-qps (KAITO_KUBE_CLIENT_QPS): must be > 0"),
-        ({"KAITO_KUBE_CLIENT_QPS": "nan"}, "--kube-client-qps (KAITO_KUBE_CLIENT_QPS): must be > 0"),
+        ({"KAITO_KUBE_CLIENT_QPS": "0"}, "--kube-client-qps (KAITO_KUBE_CLIENT_QPS): must be > 0, or -1"),
+        ({"KAITO_KUBE_CLIENT_QPS": "-5"}, "--kube-client-qps (KAITO_KUBE_CLIENT_QPS): must be > 0, or -1"),
+        ({"KAITO_KUBE_CLIENT_QPS": "nan"}, "--kube-client-qps (KAITO_KUBE_CLIENT_QPS): must be > 0, or -1"),
         ({"KAITO_KUBE_CLIENT_QPS": "fast"}, "--kube-client-qps (KAITO_KUBE_CLIENT_QPS): could not convert"),
         ({"KAITO_KUBE_CLIENT_BURST": "0"}, "--kube-client-burst (KAITO_KUBE_CLIENT_BURST): must be >= 1"),
         (
@@ -77,22 +86,23 @@ def test_retry_policy_bounds_the_wait() -> None:
 class Server:
     """Answers 429 + Retry-After to the first ``refusals`` requests, then 200 with an empty ConfigMap list."""
 
-    def __init__(self, refusals: int, retry_after: str | None = "2") -> None:
+    def __init__(self, refusals: int, retry_after: str | None = "2", apf: bool = True) -> None:
         self.refusals = refusals
         self.retry_after = retry_after
+        # As an apiserver with API Priority and Fairness: every answer names the FlowSchema that classified it.
+        self.headers = {APF_HEADER: "6f1e0b4a-0000-4000-8000-000000000001"} if apf else {}
         self.seen: list[str] = []
 
     async def handle(self, request: web.Request) -> web.Response:
         self.seen.append(request.method)
         if len(self.seen) <= self.refusals:
             headers = {"Retry-After": self.retry_after} if self.retry_after is not None else {}
-            return web.json_response(APF_429, status=429, headers=headers)
-        return web.json_response({"kind": "ConfigMapList", "items": [], "metadata": {}})
+            return web.json_response(APF_429, status=429, headers={**headers, **self.headers})
+        return web.json_response({"kind": "ConfigMapList", "items": [], "metadata": {}}, headers=self.headers)
 
 
-@pytest.fixture
-async def served() -> AsyncIterator[tuple[Server, str]]:
-    server = Server(refusals=2)
+@contextlib.asynccontextmanager
+async def serving(server: Server) -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", server.handle)
     runner = web.AppRunner(app)
@@ -101,9 +111,42 @@ async def served() -> AsyncIterator[tuple[Server, str]]:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        yield server, f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[tuple[Server, str]]:
+    server = Server(refusals=2)
+    async with serving(server) as url:
+        yield server, url
+
+
+@pytest.mark.parametrize("apf", [True, False])
+async def test_no_client_limit_only_where_the_apiserver_paces_clients(apf: bool) -> None:
+    """qps -1: no bucket while the apiserver answers with API Priority and Fairness; the fallback bucket when
+    its first answer shows none (a client must never be unpaced on both sides)."""
+    server = Server(refusals=0, apf=apf)
+    async with serving(server) as url:
+        client = KubeClient(ConnectionConfig(server=url), qps=-1)
+        try:
+            await client.request("GET", "/api/v1/configmaps")
+            assert client.client_limit == (None if apf else (FALLBACK_QPS, FALLBACK_BURST))
+            await client.request("GET", "/api/v1/configmaps")
+            assert client.client_limit == (None if apf else (FALLBACK_QPS, FALLBACK_BURST))
+        finally:
+            await client.close()
+
+
+async def test_a_positive_limit_is_kept_whatever_the_apiserver_says() -> None:
+    async with serving(Server(refusals=0, apf=True)) as url:
+        client = KubeClient(ConnectionConfig(server=url), qps=50, burst=75)
+        try:
+            await client.request("GET", "/api/v1/configmaps")
+            assert client.client_limit == (50, 75)
+        finally:
+            await client.close()
 
 
 async def _until(what: str, check: object, timeout: float = 5.0) -> None:
