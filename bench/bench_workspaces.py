@@ -866,8 +866,9 @@ def rows_from(n: int, runs: int, got: dict[str, Any]) -> list[dict[str, Any]]:
                 "baseline_name": f"kopf {KOPF_VERSION} (same writes, own process)",
                 "baseline_value": kopf_rate,
                 "ratio": kaito_rate / kopf_rate,
-                "target": ">= 5x",
-                "met": kaito_rate / kopf_rate >= 5,
+                # No slower than kopf (issue 20); the earlier 5x assumed a peer far from the apiserver's limit.
+                "target": ">= 1x",
+                "met": kaito_rate / kopf_rate >= 1,
                 "note": note,
             }
         )
@@ -882,7 +883,7 @@ def rows_from(n: int, runs: int, got: dict[str, Any]) -> list[dict[str, Any]]:
                 "baseline_name": f"kopf {KOPF_VERSION}",
                 "baseline_value": None,
                 "ratio": None,
-                "target": ">= 5x",
+                "target": ">= 1x",
                 "met": False,
                 "note": f"no kopf figure: {why}",
             }
