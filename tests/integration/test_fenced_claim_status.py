@@ -70,9 +70,22 @@ async def test_a_pass_over_a_stale_claim_leaves_the_newer_ready_status(control_p
             )  # fmt: skip
             try:
                 result = await lifecycle(Request("", name))
+                # The stale pass started adopting the pool; once it ends and the cache shows the live claim,
+                # the next pass finds it Launched and keeps no operation behind.
+                op = lifecycle.ops.get(name)
+                assert op is not None and op.kind == "create"
+
+                async def adopted() -> bool:
+                    return op.done
+
+                await eventually(adopted, 30, "the adopting operation to end")
+                lifecycle.claims.store.upsert(await r.api.get(name))
+                again = await lifecycle(Request("", name))
+                assert lifecycle.ops.get(name) is None, "a finished create kept after the claim was Launched"
             finally:
                 await lifecycle.close()
         assert result.requeue, "the pass looks again once its cache catches up"
+        assert not again.requeue
         after = await r.api.get(name)
         assert after["status"] == live["status"], "the stale pass overwrote the newer status"
         assert r.fake.requests.counts["PUT pool"] == 1

@@ -322,6 +322,11 @@ class ClaimLifecycle:
         launched = self._names[0]
         name = obj["metadata"]["name"]
         if self._is_true(draft, launched):
+            op = self.ops.get(name)
+            if op is not None and op.kind == "create" and op.done:
+                # Started by a pass over a stale cache (its status write was refused): nothing to wait for.
+                self.ops.pop(name)
+                m.OPERATIONS_IN_FLIGHT.set(len(self.ops))
             return None
         try:
             spec = pool_spec(obj, self.clock.now())
