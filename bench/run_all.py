@@ -27,6 +27,7 @@ MODULES = (
     "bench.bench_workqueue",
     "bench.bench_workspaces",
     "bench.bench_admission_flood",
+    "bench.bench_burst_nodeclaims",
 )
 DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 
@@ -77,6 +78,17 @@ NOTES = """## How to read the figures
   assumed a peer far from the apiserver's own limit, and both systems now wait mostly on the apiserver, so
   CPU per Workspace (the note; P7 when built) is what tells them apart. Until 2026-12-04 kaito-ctrl shipped a
   200 qps / burst 300 client bucket and settled 500 Workspaces in about 32 s against kopf's 21 s (0.65x).
+- **P11** is a burst of 50 Workspaces (phi-3 on `Standard_NC6s_v3`), each with a NodeClaim and a node of its
+  own, through the node provisioner and the fake ARM server (its own process; pool create 5 s, Node joins 2 s
+  later, GPUs allocatable once the device-plugin pod runs, as in the sandbox), from the first create until every
+  Workspace is ready (WorkspaceSucceeded, ResourceReady, InferenceReady True). The headline is `kaito-ctrl run
+  --node-provisioner nodeclaim --no-leader-elect --no-webhook`, both controllers as shipped, its own process. The
+  raw baseline makes, in the driver's process and all at once, the same NodeClaims, the same agent pools through
+  the real `AzureProvider` and the same Services and Deployments, and stops when every pod is ready: the floor
+  the fake's delays allow. The kopf peer is the Workspace controller only, with `kaito-ctrl run --controllers
+  provisioner` beside it (not compared). Most of the wall time is the fake's simulated cloud, so the ratios say
+  how much a controller adds to it; the note gives each process's CPU and RSS and the ARM and apiserver requests
+  per Workspace.
 - With a client bucket that binds (a user's `--kube-client-qps`), the process spends more CPU per Workspace
   for the same work: `python -m bench.bench_throttle_cpu 150` measured 11.0-11.7 ms at 20 qps against 7.9-8.2
   ms unbounded, with the same reconciles per Workspace (1.97-1.98 vs 2.0); user time, not system time, grows,
