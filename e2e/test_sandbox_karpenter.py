@@ -124,6 +124,8 @@ def test_seed_example_ready_on_nodes_launched_by_karpenter_and_deleted_cleanly(
     _assert_launched_by_karpenter(sb, claims)
     conds = _conditions(sb.get_json("workspace", name, "-n", namespace))
     assert conds["NodeClaimReady"]["status"] == "True"
+    # The seed's example came through v1alpha1: the seed's Kaito's reason (v0.3.2 workspace_controller.go).
+    assert conds["NodeClaimReady"]["reason"] == "installNodePluginsSuccess"
     _delete_and_expect_nothing_left(sb, name, namespace)
 
 

@@ -98,6 +98,13 @@ def test_the_seed_journey_as_typed(sandbox: Sandbox, e2e_namespace: str) -> None
     assert row[:2] == ["workspace-phi-3-mini", "Standard_NC6s_v3"]
     ws = sandbox.get_json("workspace", "workspace-phi-3-mini", "-n", ns)
     assert ws["metadata"]["annotations"]["kaito.sh/runtime"] == "transformers", "created through v1alpha1"
+    # As the seed's Kaito writes it (v0.3.2 pkg/controllers/workspace_controller.go, ensureNodePlugins).
+    claim_ready = _condition(sandbox, ns, "workspace-phi-3-mini", "NodeClaimReady")
+    assert (claim_ready["status"], claim_ready["reason"], claim_ready["message"]) == (
+        "True",
+        "installNodePluginsSuccess",
+        "nodeClaim plugins have been installed successfully",
+    )
 
     # The adapter placeholder: the pod never runs, and the Workspace says why.
     adapter_cond = wait_for(

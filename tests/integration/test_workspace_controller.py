@@ -284,6 +284,18 @@ async def test_node_object_mode_creates_claim_and_names_quota_error(
             return _cond(obj, "ResourceReady") == "True" and _cond(obj, "InferenceReady") == "True"
 
         await _eventually(deployed, 90, "workload ready after the claim")
+        # No runtime annotation (no webhook here): Kaito 0.12's reason and message (gpu_provisioner.go;
+        # node_claim_test.go TestSetNodeClaimsReadyCondition_SetsToTrue). The seed era's is in e2e/test_seed_journey.py.
+        claims_cond = cond.get_condition(
+            await kube.get(WORKSPACES, "nc-phi", namespace),
+            "NodeClaimReady" if mode == "nodeclaim" else "MachineReady",
+        )
+        kind = "NodeClaim" if mode == "nodeclaim" else "Machine"
+        assert claims_cond is not None
+        assert (claims_cond["reason"], claims_cond["message"]) == (
+            f"{kind}sReady",
+            f"Enough {kind}s are ready",
+        )
         dep = await kube.get(DEPLOYMENTS, "nc-phi", namespace)
         terms = dep["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
             "requiredDuringSchedulingIgnoredDuringExecution"

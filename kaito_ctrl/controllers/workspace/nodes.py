@@ -49,6 +49,17 @@ class NodesResult:
     message: str = ""
 
 
+def claims_ready(kind: str, ws: WorkspaceSpec) -> tuple[str, str]:
+    """Reason and message of NodeClaimReady/MachineReady True, as the era the Workspace runs in writes them:
+    the seed's Kaito (v0.3.2, the transformers runtime) `installNodePluginsSuccess`, Kaito 0.12 `NodeClaimsReady`
+    (gpu_provisioner.go; node_claim_test.go TestSetNodeClaimsReadyCondition_SetsToTrue)."""
+    annotations = (ws.obj.get("metadata") or {}).get("annotations") or {}
+    if annotations.get(L.ANNOTATION_RUNTIME) == rt.TRANSFORMERS:
+        subject = "nodeClaim" if kind == "NodeClaim" else "machines"
+        return "installNodePluginsSuccess", f"{subject} plugins have been installed successfully"
+    return f"{kind}sReady", f"Enough {kind}s are ready"
+
+
 def node_is_ready(node: dict[str, Any]) -> bool:
     if (node.get("metadata") or {}).get("deletionTimestamp"):
         return False
@@ -221,11 +232,8 @@ class KarpenterNodes:
         ready_claims = [s for s in states if s.is_ready]
         result = NodesResult(ready=False, nodes=sorted(s.node_name for s in ready_claims if s.node_name))
         if len(ready_claims) >= target:
-            result.conditions.append(
-                NodeCondition(
-                    self.condition_type, True, f"{self.api.resource.kind}sReady", f"{len(ready_claims)} ready"
-                )
-            )
+            reason, message = claims_ready(self.api.resource.kind, ws)
+            result.conditions.append(NodeCondition(self.condition_type, True, reason, message))
         else:
             blocking = next((s for s in states if s.blocking_reason), None)
             reason = blocking.blocking_reason if blocking else f"{self.api.resource.kind}NotReady"
@@ -248,9 +256,7 @@ class KarpenterNodes:
             result.ready = True
             result.nodes = sorted(n["metadata"]["name"] for n in ready_nodes)
             result.conditions.append(
-                NodeCondition(
-                    L.COND_NODES_READY, True, "NodesReady", "Enough nodes are ready with GPU resources"
-                )
+                NodeCondition(L.COND_NODES_READY, True, "NodesReady", "Enough Nodes are ready")
             )
         else:
             msg = f"{len(ready_nodes)} of {target} nodes are Ready with nvidia.com/gpu capacity and instance type {ws.instance_type}"
