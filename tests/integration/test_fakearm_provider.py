@@ -61,6 +61,22 @@ async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 10.0
         await asyncio.sleep(0.02)
 
 
+async def test_arm_connections_are_reused_with_a_ca_bundle(
+    fake: FakeArmServer, provider: AzureProvider
+) -> None:
+    """Trusting the fake's CA bundle, as a proxy's CA is trusted before real Azure: the SDK's requests share their
+    TLS connections (azure-core alone made a context, hence a connection, per request)."""
+    assert provider.settings.ca_bundle, "the fake is reached through its CA bundle"
+    await provider.create_pool(spec("reuse1"))
+    for _ in range(10):
+        assert await provider.get_pool("reuse1") is not None
+    await provider.check_capacity(GPU, 1)
+    requests = sum(fake.requests.counts.values())
+    assert requests >= 13
+    # One connection per client (agent pools; SKUs and usages), and a second only for requests in flight at once.
+    assert len(fake.requests.peers) <= 3, (len(fake.requests.peers), requests)
+
+
 async def test_every_arm_call_says_it_is_kaito_ctrl(fake: FakeArmServer, provider: AzureProvider) -> None:
     await provider.create_pool(spec("ws1"))
     await provider.check_capacity(GPU, 1)

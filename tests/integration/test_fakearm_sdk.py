@@ -168,4 +168,4 @@ async def test_admin_api(fake: FakeArmServer, http: aiohttp.ClientSession) -> No
     assert seen["counts"]["PUT pool"] == 1
     async with http.delete("/_fake/requests") as r:
         assert r.status == 204
-    assert fake.requests.to_json() == {"counts": {}, "statuses": {}}
+    assert fake.requests.to_json() == {"counts": {}, "statuses": {}, "connections": 0}

@@ -83,6 +83,9 @@ class RequestLog:
         self.recent: deque[tuple[float, str]] = deque(maxlen=1000)
         # Every User-Agent seen on ARM routes: clients must identify themselves (kaito-ctrl/<version>).
         self.user_agents: Counter[str] = Counter()
+        # The client ends (host, port) ARM requests came from: one per TCP connection, so a client that reuses
+        # its connections shows few, one that handshakes per request shows one per request.
+        self.peers: set[str] = set()
 
     def record(self, kind: str, status: int) -> None:
         key = f"{kind} {status}"
@@ -90,13 +93,14 @@ class RequestLog:
         self.recent.append((self.clock.monotonic(), key))
 
     def to_json(self) -> dict[str, Any]:
-        return {"counts": dict(self.counts), "statuses": dict(self.statuses)}
+        return {"counts": dict(self.counts), "statuses": dict(self.statuses), "connections": len(self.peers)}
 
     def clear(self) -> None:
         self.counts.clear()
         self.statuses.clear()
         self.recent.clear()
         self.user_agents.clear()
+        self.peers.clear()
 
 
 class FakeArmServer:
@@ -247,6 +251,9 @@ class FakeArmServer:
         kind = f"{request.method} {name}"
         self.requests.counts[kind] += 1
         self.requests.user_agents[request.headers.get("User-Agent", "")] += 1
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        if peer:
+            self.requests.peers.add(f"{peer[0]}:{peer[1]}")
         try:
             response = await self._arm(request, handler, kind)
         except ArmError as e:

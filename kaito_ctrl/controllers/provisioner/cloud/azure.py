@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import io
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import aiohttp
 import orjson
 import structlog
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError
 from azure.core.pipeline import PipelineResponse
 from azure.core.pipeline.policies import AsyncRetryPolicy
+from azure.core.pipeline.transport import AioHttpTransport
 from azure.mgmt.compute.aio import ComputeManagementClient
 from azure.mgmt.containerservice.aio import ContainerServiceClient
 
@@ -134,6 +137,39 @@ def _location_restriction(sku: Mapping[str, Any], location: str) -> str | None:
     return None
 
 
+# Settings of the transport's connections: when kaito-ctrl gives the SDK its own transport, these go to it.
+_CONNECTION_SETTINGS = (
+    "connection_timeout",
+    "read_timeout",
+    "connection_data_block_size",
+    "use_env_settings",
+)
+
+
+class CABundleTransport(AioHttpTransport):  # type: ignore[misc]  # azure.* is untyped here
+    """The SDK's aiohttp transport trusting a CA bundle through one SSL context made once.
+
+    Given ``connection_verify=<path>``, azure-core builds a new SSLContext from the file for every request, and
+    aiohttp keys its connection pool on the context: no connection was ever reused (a TLS handshake per ARM
+    request) and every idle connection kept a context of its own (measured: the provisioner's resident memory
+    grew to about 300 MiB over 50 claims). Real Azure behind a TLS-inspecting proxy needs a CA bundle too.
+    """
+
+    def __init__(self, ca_bundle: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ssl_context = ssl.create_default_context(cafile=ca_bundle)
+
+    async def open(self) -> None:
+        if getattr(self, "session", None) is None and not self._has_been_opened:
+            self.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self.ssl_context),
+                trust_env=self._use_env_settings,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
+            )
+        await super().open()
+
+
 class AzureProvider:
     """Agent pools of one AKS cluster (``settings``), one GPU VM per pool as gpu-provisioner creates them."""
 
@@ -184,11 +220,12 @@ class AzureProvider:
         }
         if s.arm_endpoint:
             kwargs["base_url"] = s.arm_endpoint.rstrip("/")
-        if s.ca_bundle:
-            kwargs["connection_verify"] = s.ca_bundle
         if api_version:
             kwargs["api_version"] = api_version
         kwargs.update(extra)
+        if s.ca_bundle and "transport" not in kwargs:
+            connection = {k: kwargs.pop(k) for k in _CONNECTION_SETTINGS if k in kwargs}
+            kwargs["transport"] = CABundleTransport(s.ca_bundle, **connection)
         return kwargs
 
     async def get_token(self) -> object:
