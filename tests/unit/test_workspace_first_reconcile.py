@@ -152,3 +152,36 @@ async def test_a_first_reconcile_that_fails_still_leaves_conditions() -> None:
     )
     types = {c["type"] for c in client.status_writes[0]["conditions"]}
     assert {"ResourceReady", "NodeClaimReady", "NodesReady", "InferenceReady"} <= types
+
+
+async def test_an_event_when_a_condition_changes_status_or_reason_not_for_progress_in_its_message() -> None:
+    from kaito_ctrl.api import labels as L
+    from kaito_ctrl.controllers.workspace.nodes import NodeCondition, NodesResult
+    from kaito_ctrl.controllers.workspace.reconciler import Observed
+    from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
+
+    client = Client()
+    ws = _workspace()
+    r = _reconciler(client, ws, "byo", FakeClock())
+
+    def waiting(ready: int) -> Observed:
+        message = f"{ready} of 2 needed matching nodes are Ready"
+        node = NodeCondition(L.COND_NODES_READY, False, "NodeNotReady", message)
+        return Observed(target=2, nodes=NodesResult(False, [], [node], "NodeNotReady", message))
+
+    async def write(observed: Observed) -> list[tuple[str, str]]:
+        before = len(client.events)
+        await r.write_status(WorkspaceSpec(ws), observed)
+        ws["status"] = client.status_writes[-1]
+        return [(e["reason"], e["message"].split(":", 1)[0]) for e in client.events[before:]]
+
+    first = await write(waiting(0))
+    assert ("NodeNotReady", "NodesReady=False") in first
+    assert await write(waiting(1)) == [], "only the count in the message moved"
+    assert client.status_writes[-1] != client.status_writes[-2], "the condition still carries the new message"
+    ready = NodesResult(True, ["n1", "n2"], [NodeCondition(L.COND_NODES_READY, True, "NodesReady", "Enough")])
+    moved = await write(Observed(target=2, nodes=ready))
+    assert ("NodesReady", "NodesReady=True") in moved and (
+        "workspaceResourceStatusSuccess",
+        "ResourceReady=True",
+    ) in moved

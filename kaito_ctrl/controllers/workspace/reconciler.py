@@ -475,10 +475,16 @@ class WorkspaceReconciler:
         changed: list[tuple[str, str, str, str]] = []
 
         def put(type_: str, ok: bool | str, reason: str, message: str) -> None:
-            if cond.set_condition(conditions, type_, ok, reason, message, now=now, observed_generation=gen):
-                changed.append(
-                    (type_, ok if isinstance(ok, str) else ("True" if ok else "False"), reason, message)
-                )
+            before = next(
+                ((c.get("status"), c.get("reason")) for c in conditions if c.get("type") == type_), None
+            )
+            status_ = ok if isinstance(ok, str) else ("True" if ok else "False")
+            cond.set_condition(conditions, type_, ok, reason, message, now=now, observed_generation=gen)
+            # An Event when the status or the reason moves, as a person reading `kubectl describe` follows the
+            # story; a message that only counts progress ("1 of 2 ready") or a new observedGeneration is in the
+            # condition, not another Event (it made about twenty Events per provisioned Workspace).
+            if before != (status_, reason):
+                changed.append((type_, status_, reason, message))
 
         nodes = observed.nodes
         if observed.estimate_error:
