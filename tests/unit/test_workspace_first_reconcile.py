@@ -173,10 +173,18 @@ async def test_an_event_when_a_condition_changes_status_or_reason_not_for_progre
         before = len(client.events)
         await r.write_status(WorkspaceSpec(ws), observed)
         ws["status"] = client.status_writes[-1]
-        return [(e["reason"], e["message"].split(":", 1)[0]) for e in client.events[before:]]
+        # (reason, condition type): an Event names every condition that moved to its reason and message.
+        out = []
+        for e in client.events[before:]:
+            types, _, status_ = e["message"].split(":", 1)[0].partition("=")
+            out += [(e["reason"], f"{t}={status_}") for t in types.split(",")]
+        return out
 
     first = await write(waiting(0))
-    assert ("NodeNotReady", "NodesReady=False") in first
+    assert ("NodeNotReady", "NodesReady=False") in first and ("NodeNotReady", "ResourceReady=False") in first
+    assert len(client.events) == len({(e["reason"], e["message"].split(":", 1)[1]) for e in client.events}), (
+        "conditions that moved to the same reason and message share one Event"
+    )
     assert await write(waiting(1)) == [], "only the count in the message moved"
     assert client.status_writes[-1] != client.status_writes[-2], "the condition still carries the new message"
     ready = NodesResult(True, ["n1", "n2"], [NodeCondition(L.COND_NODES_READY, True, "NodesReady", "Enough")])

@@ -597,11 +597,17 @@ class WorkspaceReconciler:
             if ws.obj["metadata"].get("creationTimestamp")
             else now
         )
+        # Conditions that moved together to the same reason and message (ResourceReady follows NodeClaimReady,
+        # WorkspaceReady follows WorkspaceSucceeded) make one Event naming them all.
+        grouped: dict[tuple[str, str, str], list[str]] = {}
         for type_, st, reason, message in changed:
-            await self.event(ws, "Normal" if st == "True" else "Warning", reason, f"{type_}={st}: {message}")
+            grouped.setdefault((st, reason, message), []).append(type_)
             phase = PHASE_OF_CONDITION.get(type_)
             if phase and st == "True":
                 TIME_TO_READY.labels(phase).observe(max(0.0, now - created))
+        for (st, reason, message), types in grouped.items():
+            kind = "Normal" if st == "True" else "Warning"
+            await self.event(ws, kind, reason, f"{','.join(types)}={st}: {message}")
 
     async def event(self, ws: WorkspaceSpec, kind: str, reason: str, message: str) -> None:
         ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
