@@ -90,10 +90,12 @@ NOTES = """## How to read the figures
   how much a controller adds to it; the note gives each process's CPU and RSS and the ARM and apiserver requests
   per Workspace.
 - With a client bucket that binds (a user's `--kube-client-qps`), the process spends more CPU per Workspace
-  for the same work: `python -m bench.bench_throttle_cpu 150` measured 11.0-11.7 ms at 20 qps against 7.9-8.2
-  ms unbounded, with the same reconciles per Workspace (1.97-1.98 vs 2.0); user time, not system time, grows,
-  with about 10.7 against 6.1 voluntary context switches per Workspace: the same requests and watch events
-  arrive one per event-loop wake-up instead of several, and each wake-up has a fixed cost.
+  for the same work. `python -m bench.bench_throttle_cpu 150` on 2026-12-04: 7.8 and 7.2 ms at 20 qps against
+  5.3 and 5.9 ms unbounded (1.34x), with the same reconciles per Workspace (2.02 vs 1.96-2.0); before throttled
+  requests woke sixteen at a time instead of four it was 11.0-11.7 against 7.9-8.2 (1.43x), and one at a time
+  about 2.5x. User time, not system time, grows, with about 10.7 against 6.1 voluntary context switches per
+  Workspace: requests and watch events arrive one per event-loop wake-up instead of several, and each wake-up
+  has a fixed cost. The shipped default has no client bucket.
 - `kaito-ctrl run` tunes the garbage collector at start (`kaito_ctrl/runtime/gctuning.py`) because the default
   thresholds made the collector walk the whole cache every few hundred events (3x slower decoding); the
   benchmarks that run code inside their own process (P1, P2, P5, and P4's driver and baseline) apply the same
