@@ -797,18 +797,10 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="10 Workspaces, one round")
     parser.add_argument("n", nargs="?", type=int, help="Workspaces per round (default 50; 10 with --quick)")
     args = parser.parse_args()
-    if os.environ.get("KAITO_BENCH_KUBECONFIG"):
-        rows = run(quick=args.quick, n=args.n)
-    else:
-        from kaito_ctrl.testing.controlplane import ControlPlane, ControlPlaneOptions
+    from kaito_ctrl.testing.controlplane import ControlPlaneOptions
 
-        options = ControlPlaneOptions(controller_manager=True, scheduler=True, kwok=True, gpu_nodes=())
-        with ControlPlane(options) as cp:
-            os.environ["KAITO_BENCH_KUBECONFIG"] = cp.kubeconfig
-            try:
-                rows = run(quick=args.quick, n=args.n)
-            finally:
-                os.environ.pop("KAITO_BENCH_KUBECONFIG", None)
+    options = ControlPlaneOptions(controller_manager=True, scheduler=True, kwok=True, gpu_nodes=())
+    rows = processes.on_bench_cluster(options, lambda: run(quick=args.quick, n=args.n))
     print(json.dumps(rows, indent=1))
     return 0
 

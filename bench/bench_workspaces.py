@@ -912,19 +912,11 @@ def main() -> int:
         help="diagnostic: also time the Workspace controller inside the bench's own process (P4's note only)",
     )
     args = parser.parse_args()
-    if os.environ.get("KAITO_BENCH_KUBECONFIG"):
-        rows = run(quick=args.quick, in_process=args.in_process)
-    else:
-        from kaito_ctrl.testing.controlplane import ControlPlane, ControlPlaneOptions
+    from kaito_ctrl.testing.controlplane import ControlPlaneOptions
 
-        # No kube-controller-manager: Deployments stay objects, as in the measured state.
-        options = ControlPlaneOptions(controller_manager=False, scheduler=False, kwok=True, gpu_nodes=())
-        with ControlPlane(options) as cp:
-            os.environ["KAITO_BENCH_KUBECONFIG"] = cp.kubeconfig
-            try:
-                rows = run(quick=args.quick, in_process=args.in_process)
-            finally:
-                os.environ.pop("KAITO_BENCH_KUBECONFIG", None)
+    # No kube-controller-manager: Deployments stay objects, as in the measured state.
+    options = ControlPlaneOptions(controller_manager=False, scheduler=False, kwok=True, gpu_nodes=())
+    rows = processes.on_bench_cluster(options, lambda: run(quick=args.quick, in_process=args.in_process))
     print(json.dumps(rows, indent=1))
     return 0
 

@@ -16,8 +16,9 @@ import os
 import signal
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import structlog
@@ -145,3 +146,18 @@ async def started(
         yield process
     finally:
         await process.stop()
+
+
+def on_bench_cluster(options: Any, run: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """``run()`` against the cluster of ``KAITO_BENCH_KUBECONFIG`` (run_all's shared one), or, when a module runs
+    on its own, against a control plane started with ``options`` (a ControlPlaneOptions) for the call."""
+    if os.environ.get("KAITO_BENCH_KUBECONFIG"):
+        return run()
+    from kaito_ctrl.testing.controlplane import ControlPlane
+
+    with ControlPlane(options) as cp:
+        os.environ["KAITO_BENCH_KUBECONFIG"] = cp.kubeconfig
+        try:
+            return run()
+        finally:
+            os.environ.pop("KAITO_BENCH_KUBECONFIG", None)
