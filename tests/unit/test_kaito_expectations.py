@@ -715,3 +715,38 @@ def test_tuning_output_dir_matches_kaito_prepare_output_dir(value: str, expected
         assert output_dir(cm) == expected
     with pytest.raises(InvalidTuningConfig, match=r"no training_config\.yaml"):
         output_dir({"metadata": {"name": "c"}, "data": {}})
+
+
+# pkg/workspace/tuning/preset_tuning.go (v0.12) and v0.3.2 pkg/tuning/preset-tuning.go, re-typed: every tuning Job
+# gets PYTORCH_CUDA_ALLOC_CONF; a preset whose name starts with "phi-3" also gets DEFAULT_TARGET_MODULES.
+KAITO_PHI3_TARGET_MODULES = "k_proj,q_proj,v_proj,o_proj,gate_proj,down_proj,up_proj"
+
+
+def kaito_tuning_env(preset_name: str) -> dict[str, str]:
+    env = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
+    if preset_name.lower().startswith("phi-3"):
+        env["DEFAULT_TARGET_MODULES"] = KAITO_PHI3_TARGET_MODULES
+    return env
+
+
+@pytest.mark.parametrize("preset_name", sorted(p.name for p in catalog().presets.values() if p.tuning))
+def test_tuning_env_matches_kaito_preset_tuning(preset_name: str) -> None:
+    from kaito_ctrl.controllers.workspace.tuning import render_tuning
+
+    ws = {
+        "apiVersion": "kaito.sh/v1beta1", "kind": "Workspace",
+        "metadata": {"name": "tune", "namespace": "ns", "uid": "u-1"},
+        "resource": {"instanceType": "Standard_NC24ads_A100_v4", "labelSelector": {"matchLabels": {"a": "b"}}},
+        "tuning": {"preset": {"name": preset_name}, "method": "qlora",
+                   "input": {"urls": ["https://example.com/d.parquet"]}, "output": {"image": "r.io/o:1"}},
+    }  # fmt: skip
+    objs = render_tuning(WorkspaceSpec(ws), node_requirements=[], registry="r.io")
+    job = next(o for o in objs if o["kind"] == "Job")
+    trainer = job["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in trainer.get("env") or []}
+    wanted = kaito_tuning_env(preset_name)
+    assert {
+        k: env.get(k)
+        for k in ("PYTORCH_CUDA_ALLOC_CONF", "DEFAULT_TARGET_MODULES")
+        if k in env or k in wanted
+    } == wanted
