@@ -12,9 +12,34 @@ from kaito_ctrl.api import labels as L
 from kaito_ctrl.api.catalog import catalog
 from kaito_ctrl.api.netcheck import download_names, egress_deny
 from kaito_ctrl.controllers.workspace.hardening import hardening_values
+from kaito_ctrl.controllers.workspace.inference_pod import (
+    PULLER_ARGV0,
+    PULLER_AUTH_DIR,
+    PULLER_IMAGE,
+    PULLER_SCRIPT,
+)
 from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
 from kaito_ctrl.render import environment, render
 
+
+def _replace_all(text: str, *pairs: tuple[str, str]) -> str:
+    for old, new in pairs:
+        if old not in text:
+            raise AssertionError(f"puller script changed: {old!r} not found")
+        text = text.replace(old, new)
+    return text
+
+
+# A tuning input image is data, as Kaito 0.12 specifies its images (any OCI image with /data, FROM scratch
+# included: pkg/workspace/image/README.md): its layers are fetched and unpacked by the adapter puller's script,
+# never run, so an image without a shell works; the seed era's images (a shell image with /data) work the same.
+# Only the last step differs: /mnt/data is the data volume's mount point, so /data's contents are copied in.
+DATA_PULLER_SCRIPT = _replace_all(
+    PULLER_SCRIPT,
+    ("cannot pull adapter image", "cannot pull tuning input image"),
+    ("adapter image $1 has no /data", "tuning input image $1 has no /data"),
+    ('mv -f "$work/rootfs/data" "$2"', 'cp -R "$work/rootfs/data/." "$2/"'),
+)
 PHI3_TARGET_MODULES = "k_proj,q_proj,v_proj,o_proj,gate_proj,down_proj,up_proj"
 # Where training writes its results and the pusher reads them: the config's TrainingArguments.output_dir, under
 # /mnt, default /mnt/output (Kaito's PrepareOutputDir, both eras).
@@ -109,6 +134,7 @@ def render_tuning(
         },
         **hardening_values(),
         "data_image": source.get("image"),
+        "data_puller": data_puller(source),
         "data_volume": source.get("volumeSource"),
         "results_volume": dest.get("volumeSource"),
         "output_dir": results_dir,
@@ -127,6 +153,46 @@ def render_tuning(
         "training_config": environment().get_template("training-config.yaml.j2").render(method=method),
     }
     return render("tuning-job.yaml.j2", **values)
+
+
+def data_puller(source: dict[str, Any]) -> dict[str, Any] | None:
+    """The init container and credentials volume that put an input image's /data into /mnt/data, or None."""
+    image = source.get("image")
+    if not image:
+        return None
+    mounts: list[dict[str, Any]] = [{"name": "data", "mountPath": "/mnt/data"}]
+    secrets = [str(s) for s in source.get("imagePullSecrets") or []]
+    volume = None
+    if secrets:
+        # Each secret's .dockerconfigjson as a file the script tries in turn (then no credentials).
+        volume = {
+            "name": "docker-config-tuning-input",
+            "projected": {
+                "sources": [
+                    {"secret": {"name": s, "items": [{"key": ".dockerconfigjson", "path": f"{s}.json"}]}}
+                    for s in secrets
+                ]
+            },
+        }
+        mounts.append(
+            {"name": volume["name"], "mountPath": f"{PULLER_AUTH_DIR}/tuning-input", "readOnly": True}
+        )
+    container = {
+        "name": "data-puller",
+        "image": PULLER_IMAGE,
+        "command": [
+            "/bin/sh",
+            "-c",
+            DATA_PULLER_SCRIPT,
+            PULLER_ARGV0,
+            str(image),
+            "/mnt/data",
+            PULLER_AUTH_DIR,
+        ],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": mounts,
+    }
+    return {"container": container, "volume": volume}
 
 
 @dataclass(frozen=True)
