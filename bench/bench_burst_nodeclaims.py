@@ -71,13 +71,16 @@ import yaml
 from bench import processes
 from bench.bench_workspaces import (
     CRD_FILE,
+    CREATE_CONCURRENCY,
     KAITO_CTRL,
     KOPF_VERSION,
     PEERS,
     Round,
+    create_workspaces,
     ensure_kopf,
     first_mismatch,
     kaito_env,
+    names_for,
     poll_until,
 )
 from kaito_ctrl import logsetup
@@ -96,7 +99,7 @@ from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
 from kaito_ctrl.controllers.workspace.workload import render_inference
 from kaito_ctrl.kube import conditions as cond
 from kaito_ctrl.kube.client import KubeClient
-from kaito_ctrl.kube.errors import Conflict, NotFound, TooManyRequests
+from kaito_ctrl.kube.errors import Conflict, NotFound
 from kaito_ctrl.kube.resources import (
     CRDS,
     DEPLOYMENTS,
@@ -126,7 +129,6 @@ INSTANCE_TYPE = "Standard_NC6s_v3"  # examples/inference/kaito_workspace_phi_3.y
 CREATE_SECONDS = 5.0
 DELETE_SECONDS = 3.0
 JOIN_DELAY = 2.0
-CREATE_CONCURRENCY = 16
 CLIENT_QPS = Settings().kube_client_qps
 CLIENT_BURST = Settings().kube_client_burst
 DRIVER_QPS = 2000
@@ -155,10 +157,6 @@ def workspace(name: str) -> dict[str, Any]:
         "resource": {"instanceType": INSTANCE_TYPE, "labelSelector": {"matchLabels": {"apps": name}}},
         "inference": {"preset": {"name": PRESET}},
     }
-
-
-def names_for(n: int) -> list[str]:
-    return [f"ws-{i:04d}" for i in range(n)]
 
 
 def convergence_timeout(n: int) -> float:
@@ -292,36 +290,6 @@ async def new_namespace(client: KubeClient, system: str, run: int) -> str:
 
 
 # ---------------------------------------------------------------------------- driving and timing
-async def create_workspaces(
-    client: KubeClient,
-    namespace: str,
-    names: list[str],
-    on_created: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
-    retry_for: float = 0.0,
-) -> None:
-    """Create the Workspaces, CREATE_CONCURRENCY at a time; ``on_created`` runs as a task of its own per
-    Workspace (the raw baseline's chain), so it never holds back the creates."""
-    sem = asyncio.Semaphore(CREATE_CONCURRENCY)
-    chains: list[asyncio.Task[None]] = []
-
-    async def one(name: str) -> None:
-        deadline = time.monotonic() + retry_for
-        async with sem:
-            while True:
-                try:
-                    created = await client.create(WORKSPACES, workspace(name), namespace)
-                    break
-                except TooManyRequests:  # a freshly established CRD's storage may still be initialising
-                    if time.monotonic() > deadline:
-                        raise
-                await asyncio.sleep(0.2)  # retry interval, bounded by the deadline above
-        if on_created is not None:
-            chains.append(asyncio.create_task(on_created(created)))
-
-    await asyncio.gather(*(one(n) for n in names))
-    await asyncio.gather(*chains)
-
-
 async def wait_ready(
     client: KubeClient,
     namespace: str,
@@ -361,7 +329,7 @@ class Driven:
 async def timed_round(client: KubeClient, ns: str, names: list[str], how: Driven) -> float:
     """Create ``names`` at once; seconds from the first create to the LIST that showed them all ready."""
     t0 = time.perf_counter()
-    creating = asyncio.create_task(create_workspaces(client, ns, names, how.on_created))
+    creating = asyncio.create_task(create_workspaces(client, ns, names, how.on_created, body=workspace))
 
     def problem() -> str | None:
         if creating.done() and not creating.cancelled() and creating.exception() is not None:
@@ -382,7 +350,7 @@ async def timed_round(client: KubeClient, ns: str, names: list[str], how: Driven
 
 async def warm_up(client: KubeClient, ns: str, how: Driven) -> None:
     """One Workspace through the system before the clock runs: caches synced, connections open, code warm."""
-    await create_workspaces(client, ns, [WARMUP], how.on_created, retry_for=30)
+    await create_workspaces(client, ns, [WARMUP], how.on_created, retry_for=30, body=workspace)
     await wait_ready(client, ns, {WARMUP}, 240, how.resource, how.ready, how.alive)
 
 
