@@ -484,7 +484,7 @@ class _Validator:
                         )
         image = source.get("image")
         if image:
-            self.image("tuning.input.image", str(image))
+            self.image("tuning.input.image", str(image), by_puller=True)
 
     def tuning_output(self, dest: Any) -> None:
         if not isinstance(dest, dict):

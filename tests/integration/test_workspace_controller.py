@@ -701,6 +701,32 @@ async def test_tuning_job_failure_is_named_on_the_workspace(
         assert obj["status"]["state"] == "Failed"
 
 
+async def test_a_tuning_input_image_that_cannot_be_pulled_is_named_on_the_workspace(
+    control_plane: ControlPlane, kube: KubeClient, namespace: str
+) -> None:
+    """The seed's tuning example with its input image left as a placeholder: the Job is active while its data
+    puller fails (kwok plays the puller failing as on a node), and the Workspace names that, not "running"."""
+    ws = _byo_example(
+        control_plane, namespace, "fine-tuning/kaito_workspace_tuning_phi_3.yaml", "tuneimg", key="app"
+    )
+    ws["tuning"]["input"] = {"name": "in", "image": "ACR_REPO_HERE.azurecr.io/DATA_HERE:0.0.1"}
+    name = ws["metadata"]["name"]
+    async with _controller(kube, namespace, "byo"):
+        await kube.create(WORKSPACES_V1ALPHA1, ws, namespace)
+
+        async def named() -> dict[str, Any] | None:
+            obj = await kube.get(WORKSPACES, name, namespace)
+            c = cond.get_condition(obj, "WorkspaceSucceeded")
+            return obj if c and c["reason"] == "InvalidImageName" else None
+
+        obj = await _eventually(named, 90, "WorkspaceSucceeded naming the input image")
+        message = cond.get_condition(obj, "WorkspaceSucceeded")["message"]  # type: ignore[index]
+        assert "tuning input image 'ACR_REPO_HERE.azurecr.io/DATA_HERE:0.0.1'" in message, message
+        assert _cond(obj, "WorkspaceSucceeded") == "False" and _cond(obj, "JobStarted") == "True"
+        events = await kube.list_all(EVENTS, namespace)
+        assert any(e["reason"] == "InvalidImageName" for e in events), "and an Event says it"
+
+
 async def test_deletion_completes_without_karpenter_crds(tmp_path: Path) -> None:
     """A cluster with only the Workspace CRD: nothing to wait for on deletion, so it completes at once."""
     cp = ControlPlane(ControlPlaneOptions(workdir=tmp_path / "cp", kwok=False, scheduler=False, gpu_nodes=()))

@@ -28,6 +28,8 @@ from kaito_ctrl.controllers.workspace.spec import (
 )
 from kaito_ctrl.controllers.workspace.tuning import (
     DEFAULT_OUTPUT_DIR,
+    JOB_PENDING,
+    JOB_STARTED,
     InvalidTuningConfig,
     JobOutcome,
     job_outcome,
@@ -332,6 +334,12 @@ class WorkspaceReconciler:
                 await self.write_status(ws, observed)
                 return Result(requeue_after=WORKLOAD_REQUEUE)
         observed.job = job_outcome(job)
+        if job is not None and observed.job.state in ("Pending", "Running"):
+            # A Job whose pod cannot start (an input image that will not pull, unschedulable) stays active
+            # while its pod retries: the pod's own state is the cause to name, as for inference.
+            problem = rootcause.pods_root_cause(self._pods_of(ws))
+            if problem is not None:
+                observed.job = JobOutcome(observed.job.state, *problem)
         if refused is not None:
             observed.refusals.append(refused)
             observed.job = JobOutcome("Pending", refused.reason, refused.message)
@@ -423,6 +431,14 @@ class WorkspaceReconciler:
             )
             await self._apply_owned(ws, obj)
 
+    def _pods_of(self, ws: WorkspaceSpec) -> list[dict[str, Any]]:
+        """The Workspace's pods in the cache (its workload's, or its tuning Job's)."""
+        return [
+            p for p in self.pods.store.by_index(BY_WORKSPACE, f"{ws.namespace}/{ws.name}")
+            if p["metadata"].get("namespace") == ws.namespace
+            and (p["metadata"].get("labels") or {}).get(L.LABEL_WORKSPACE) == ws.name
+        ]  # fmt: skip
+
     def observe_workload(self, ws: WorkspaceSpec, observed: Observed) -> None:
         key = f"{ws.namespace}/{ws.name}"
         cached = self.deployments.store.get(key) or self.statefulsets.store.get(key)
@@ -431,11 +447,7 @@ class WorkspaceReconciler:
         workload = (
             cached if cached is not None and (written is None or _rv(cached) >= _rv(written)) else written
         )
-        pods = [
-            p for p in self.pods.store.by_index(BY_WORKSPACE, key)
-            if p["metadata"].get("namespace") == ws.namespace
-            and (p["metadata"].get("labels") or {}).get(L.LABEL_WORKSPACE) == ws.name
-        ]  # fmt: skip
+        pods = self._pods_of(ws)
         observed.worker_nodes = sorted(
             {p["spec"].get("nodeName") for p in pods if (p.get("spec") or {}).get("nodeName")}
         )
@@ -534,11 +546,12 @@ class WorkspaceReconciler:
             put(
                 L.COND_JOB_STARTED,
                 started,
-                "WorkspaceTuningJobStatusStarted" if started else job.reason,
+                JOB_STARTED if started else job.reason,
                 job.message,
             )
             ok = job.state == "Succeeded"
-            reason = job.reason if job.state in ("Succeeded", "Failed") else "workspacePending"
+            # Waiting on nothing in particular is workspacePending; a named cause (a pod problem) is kept.
+            reason = "workspacePending" if job.reason in (JOB_STARTED, JOB_PENDING) else job.reason
             put(L.COND_WORKSPACE_SUCCEEDED, ok, reason, job.message)
             put(L.COND_WORKSPACE_READY, ok, reason, job.message)
             state = job.state

@@ -64,9 +64,14 @@ def pod_problem(pod: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+# What a puller init container fetches, by its name (an adapter's pullers are named after the adapter).
+_PULLED = {"data-puller": "tuning input image"}
+
+
 def _puller_failure(cs: dict[str, Any], image: str, pod: str) -> tuple[str, str] | None:
-    """An adapter puller that exits non-zero: the adapter image never reached the pod. Its container image
-    (skopeo) is fine, so the kubelet says only CrashLoopBackOff; name the adapter image and why instead."""
+    """A puller (an adapter's, or the tuning input's) that exits non-zero: the image never reached the pod. Its
+    container image (skopeo) is fine, so the kubelet says only CrashLoopBackOff; name the image and why."""
+    what = _PULLED.get(str(cs.get("name")), "adapter image")
     waiting = (cs.get("state") or {}).get("waiting") or {}
     terminated = (
         (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated") or {}
@@ -81,12 +86,12 @@ def _puller_failure(cs: dict[str, Any], image: str, pod: str) -> tuple[str, str]
         # The same cause the kubelet names InvalidImageName when such a reference is a container's image.
         return (
             "InvalidImageName",
-            f"init container {cs.get('name')} of pod {pod} cannot pull adapter image {image!r}: it does not "
+            f"init container {cs.get('name')} of pod {pod} cannot pull {what} {image!r}: it does not "
             f"parse ({problem}); replace it with your registry and image{tail}",
         )
     return (
         "ImagePullError",
-        f"init container {cs.get('name')} of pod {pod} failed to pull adapter image {image!r} "
+        f"init container {cs.get('name')} of pod {pod} failed to pull {what} {image!r} "
         f"(exit {terminated.get('exitCode', '?')}, {waiting.get('reason') or terminated.get('reason') or 'Error'})"
         f"{tail}; check the image and its imagePullSecrets",
     )

@@ -195,6 +195,10 @@ def data_puller(source: dict[str, Any]) -> dict[str, Any] | None:
     return {"container": container, "volume": volume}
 
 
+JOB_STARTED = "WorkspaceTuningJobStatusStarted"
+JOB_PENDING = "WorkspaceTuningJobStatusPending"
+
+
 @dataclass(frozen=True)
 class JobOutcome:
     state: str  # Pending, Running, Succeeded, Failed
@@ -204,7 +208,7 @@ class JobOutcome:
 
 def job_outcome(job: dict[str, Any] | None) -> JobOutcome:
     if job is None:
-        return JobOutcome("Pending", "WorkspaceTuningJobStatusPending", "the tuning job is being created")
+        return JobOutcome("Pending", JOB_PENDING, "the tuning job is being created")
     status = job.get("status") or {}
     for c in status.get("conditions") or []:
         if c.get("status") != "True":
@@ -217,5 +221,5 @@ def job_outcome(job: dict[str, Any] | None) -> JobOutcome:
                 "Failed", "workspaceFailed", f"tuning job failed: {detail or 'see the job pods'}"
             )
     if status.get("active") or status.get("ready"):
-        return JobOutcome("Running", "WorkspaceTuningJobStatusStarted", "the tuning job is running")
-    return JobOutcome("Pending", "WorkspaceTuningJobStatusPending", "the tuning job is waiting for its pod")
+        return JobOutcome("Running", JOB_STARTED, "the tuning job is running")
+    return JobOutcome("Pending", JOB_PENDING, "the tuning job is waiting for its pod")
