@@ -129,6 +129,11 @@ def test_the_seed_journey_as_typed(sandbox: Sandbox, e2e_namespace: str) -> None
     )
     header, row = _row(sandbox, ns, "workspace-tuning-phi-3-mini")
     assert header == SEED_HEADER and row[-2] == "True", row  # INFERENCEREADY is blank for tuning
+    # The seed's Kaito set the same node-plugins reason before branching into inference or tuning.
+    tuning_claim = _condition(sandbox, ns, "workspace-tuning-phi-3-mini", "NodeClaimReady")
+    assert (tuning_claim["status"], tuning_claim["reason"]) == ("True", "installNodePluginsSuccess"), (
+        tuning_claim
+    )
     job = next(
         j
         for j in sandbox.get_json("jobs", "-n", ns)["items"]

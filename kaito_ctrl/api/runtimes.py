@@ -80,11 +80,13 @@ def default_runtime(version: str, preset: Preset | None) -> str:
 
 
 def default_runtime_annotation(obj: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
-    """``obj`` with ``kaito.sh/runtime`` written when absent (inference preset Workspaces only). On an update
-    the stored choice is kept even when the request omits it: switching runtimes switches images and APIs."""
-    inference = obj.get("inference")
-    if not isinstance(inference, dict) or not isinstance(inference.get("preset"), dict):
-        return obj
+    """``obj`` with ``kaito.sh/runtime`` written when absent: on inference preset Workspaces, and on tuning
+    Workspaces created through v1alpha1. On an update the stored choice is kept even when the request omits it:
+    switching runtimes switches images and APIs.
+
+    Tuning runs transformers (accelerate and peft) in every era, so the annotation changes no tuning object; it
+    records that the Workspace came through the seed's API, so its status reads as the seed's Kaito wrote it
+    (NodeClaimReady's installNodePluginsSuccess). A v1beta1 tuning Workspace gets none, as Kaito 0.12."""
     meta = obj.get("metadata")
     if not isinstance(meta, dict):
         return obj
@@ -95,9 +97,21 @@ def default_runtime_annotation(obj: dict[str, Any], request: dict[str, Any]) -> 
     old_meta = old.get("metadata") if isinstance(old, dict) else None
     old_ann = old_meta.get("annotations") if isinstance(old_meta, dict) else None
     kept = old_ann.get(L.ANNOTATION_RUNTIME) if isinstance(old_ann, dict) else None
-    name = inference["preset"].get("name")
-    preset = catalog().preset(name) if isinstance(name, str) else None
-    value = kept if isinstance(kept, str) else default_runtime(request_version(request, obj), preset)
+    version = request_version(request, obj)
+    inference, tuning = obj.get("inference"), obj.get("tuning")
+    if isinstance(inference, dict) and isinstance(inference.get("preset"), dict):
+        name = inference["preset"].get("name")
+        preset = catalog().preset(name) if isinstance(name, str) else None
+        value = kept if isinstance(kept, str) else default_runtime(version, preset)
+    elif isinstance(tuning, dict) and isinstance(tuning.get("preset"), dict):
+        if isinstance(kept, str):
+            value = kept
+        elif version == "v1alpha1":
+            value = TRANSFORMERS
+        else:
+            return obj
+    else:
+        return obj
     out = copy.deepcopy(obj)
     out_meta = out["metadata"]
     out_meta["annotations"] = {**(out_meta.get("annotations") or {}), L.ANNOTATION_RUNTIME: value}

@@ -57,10 +57,28 @@ def test_an_explicit_or_stored_runtime_is_kept() -> None:
     old = copy.deepcopy(obj)
     new = inference_ws()  # an update that omits the annotation keeps the stored choice
     assert _runtime(_mutated(_review(new, "v1beta1", "UPDATE", old))) == "vllm"
-    tuning = {"apiVersion": "kaito.sh/v1alpha1", "metadata": {"name": "t"}, "tuning": {"method": "qlora"}}
-    assert default_runtime_annotation(tuning, {"kind": {"version": "v1alpha1"}}) == tuning, (
-        "tuning has no runtime"
+
+
+def test_a_tuning_workspace_records_the_seed_era_only_through_v1alpha1() -> None:
+    """Tuning runs transformers in every era; the annotation marks a Workspace that came through the seed's API
+    (its NodeClaimReady reads installNodePluginsSuccess), kept on a later v1beta1 update that omits it."""
+    tuning = {
+        "apiVersion": "kaito.sh/v1alpha1",
+        "metadata": {"name": "t"},
+        "tuning": {"method": "qlora", "preset": {"name": "phi-3-mini-4k-instruct"}},
+    }
+    seed = default_runtime_annotation(tuning, {"operation": "CREATE", "kind": {"version": "v1alpha1"}})
+    assert seed["metadata"]["annotations"] == {"kaito.sh/runtime": "transformers"}
+    assert "annotations" not in tuning["metadata"], "the request's object is not changed in place"
+    assert (
+        default_runtime_annotation(tuning, {"operation": "CREATE", "kind": {"version": "v1beta1"}}) == tuning
     )
+    update = {"operation": "UPDATE", "kind": {"version": "v1beta1"}, "oldObject": seed}
+    assert default_runtime_annotation(tuning, update)["metadata"]["annotations"] == {
+        "kaito.sh/runtime": "transformers"
+    }
+    no_preset = {"apiVersion": "kaito.sh/v1alpha1", "metadata": {"name": "t"}, "tuning": {"method": "qlora"}}
+    assert default_runtime_annotation(no_preset, {"kind": {"version": "v1alpha1"}}) == no_preset
 
 
 def test_the_runtime_annotation_is_validated() -> None:
