@@ -394,3 +394,24 @@ async def test_a_pool_is_deleted_ignoring_pdbs_only_when_asked(
     await provider.delete_pool("ws2", ignore_pdb=True)
     assert fake.requests.counts["DELETE pool ignoring PDBs"] == 1
     assert await provider.get_pool("ws2") is None
+
+
+async def test_every_poll_waits_retry_after_the_first_one_too(
+    fake: FakeArmServer, provider: AzureProvider
+) -> None:
+    """ARM's long-running-operation protocol: the accepted PUT or DELETE says when to look (Retry-After); a
+    poll sooner can only answer InProgress. azure-core alone polled at once, then honoured Retry-After."""
+    fake.config.retry_after = 1
+    fake.config.create_seconds = 2.0
+    fake.config.delete_seconds = 1.0
+    await provider.create_pool(spec("ws1"))
+    assert fake.requests.counts["GET operation"] == 2, fake.requests.counts  # at 1 s and 2 s
+    times = [
+        (t, key)
+        for t, key in fake.requests.recent
+        if key.split()[:2] in (["PUT", "pool"], ["GET", "operation"])
+    ]
+    assert times[0][1].startswith("PUT pool") and times[1][0] - times[0][0] >= 0.95, times
+    assert fake.requests.counts["GET pool"] == 2, "the GET before the PUT, and the PUT's final GET"
+    await provider.delete_pool("ws1")
+    assert fake.requests.counts["GET operation"] == 3, fake.requests.counts  # one more, at 1 s

@@ -23,11 +23,12 @@ from azure.core.pipeline.policies import AsyncRetryPolicy
 from azure.core.pipeline.transport import AioHttpTransport
 from azure.mgmt.compute.aio import ComputeManagementClient
 from azure.mgmt.containerservice.aio import ContainerServiceClient
+from azure.mgmt.core.polling.async_arm_polling import AsyncARMPolling
 
 from kaito_ctrl import __version__
 from kaito_ctrl.controllers.provisioner.cloud.azure_errors import classify_arm_error, classify_exception
 from kaito_ctrl.controllers.provisioner.cloud.base import AgentPool, AgentPoolSpec, CloudError, Reason
-from kaito_ctrl.controllers.provisioner.cloud.config import AzureSettings
+from kaito_ctrl.controllers.provisioner.cloud.config import PUBLIC_ARM, AzureSettings
 from kaito_ctrl.controllers.provisioner.cloud.credentials import build_credential
 from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
 
@@ -55,6 +56,21 @@ class BoundedRetryPolicy(AsyncRetryPolicy[Any, Any]):
         if delay is not None and delay > self.max_retry_after:
             return False
         return bool(super().is_retry(settings, response))
+
+
+class RetryAfterPolling(AsyncARMPolling):
+    """ARM's long-running-operation polling, waiting before the first poll as between the others.
+
+    azure-core polls the operation the moment the PUT or DELETE is accepted and honours Retry-After only from
+    the second poll on, so every create and delete paid one poll that could only answer InProgress. ARM's
+    protocol (and azcore for Go, gpu-provisioner's SDK) waits the accepted response's Retry-After first; without
+    one, the polling interval, as between later polls. An answer that is already final is not polled at all.
+    """
+
+    async def _poll(self) -> None:
+        if not self.finished():
+            await self._delay()
+        await super()._poll()
 
 
 def _raw_json(pipeline_response: PipelineResponse[Any, Any], _deserialized: Any, _headers: Any) -> Any:
@@ -228,6 +244,12 @@ class AzureProvider:
             kwargs["transport"] = CABundleTransport(s.ca_bundle, **connection)
         return kwargs
 
+    def _polling(self) -> RetryAfterPolling:
+        """A polling method for one long-running operation (the SDK makes one per call too)."""
+        s = self.settings
+        endpoint = (s.arm_endpoint or PUBLIC_ARM).rstrip("/")
+        return RetryAfterPolling(s.polling_interval, path_format_arguments={"endpoint": endpoint})
+
     async def get_token(self) -> object:
         """One ARM token from the configured credential (the start-up credential check)."""
         return await self._credential.get_token(*self.settings.scopes)
@@ -307,6 +329,7 @@ class AzureProvider:
                 body,
                 content_type="application/json",
                 cls=_raw_json,
+                polling=self._polling(),
             )
             accepted()
             raw: Any = await self._within_timeout(poller.result(), f"create of agent pool {spec.name}")
@@ -375,7 +398,9 @@ class AzureProvider:
         s = self.settings
         extra: dict[str, Any] = {"ignore_pod_disruption_budget": True} if ignore_pdb else {}
         try:
-            poller = await self._aks.agent_pools.begin_delete(s.resource_group, s.cluster_name, name, **extra)
+            poller = await self._aks.agent_pools.begin_delete(
+                s.resource_group, s.cluster_name, name, polling=self._polling(), **extra
+            )
             await self._within_timeout(poller.result(), f"delete of agent pool {name}")
         except _FAILURES as e:
             err = classify_exception(e)
