@@ -310,10 +310,19 @@ class InformerFactory:
         self._started = False
 
     def informer(
-        self, resource: Resource, namespace: str | None = None, label_selector: str | None = None
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        transform: Callable[[Obj], Obj] = strip_managed_fields,
     ) -> SharedInformer:
+        """The shared informer for ``resource`` in ``namespace`` with ``label_selector``. ``transform`` decides
+        what its cache keeps of each object (a view of only the fields the controllers read saves memory);
+        every controller sharing the informer must ask for the same one, as they read the same cache."""
         key = (resource.key, namespace or "", label_selector or "")
         inf = self._informers.get(key)
+        if inf is not None and inf.transform is not transform:
+            raise ValueError(f"informer for {key} already shares a different cache transform")
         if inf is None:
             inf = SharedInformer(
                 self.client,
@@ -322,6 +331,7 @@ class InformerFactory:
                 label_selector=label_selector,
                 clock=self.clock,
                 resync_period=self.resync_period,
+                transform=transform,
             )
             self._informers[key] = inf
             if self._started:

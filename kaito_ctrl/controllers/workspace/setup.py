@@ -6,6 +6,7 @@ from typing import Any
 
 from kaito_ctrl.api import labels as L
 from kaito_ctrl.api.netcheck import egress_deny
+from kaito_ctrl.controllers.workspace.cacheview import interned, pod_view
 from kaito_ctrl.controllers.workspace.metrics import WORKSPACE_COUNT
 from kaito_ctrl.controllers.workspace.nodes import BYONodes, KarpenterNodes, NodeProvisioner
 from kaito_ctrl.controllers.workspace.reconciler import WorkspaceReconciler
@@ -38,12 +39,13 @@ def setup(manager: Manager, client: Any, settings: Settings) -> Controller:
         raise SystemExit(f"--cluster-cidrs: {e}") from None
     inf = manager.informers
     ns = settings.watch_namespace
-    workspaces = inf.informer(WORKSPACES, ns)
-    deployments = inf.informer(DEPLOYMENTS, ns, label_selector=L.LABEL_WORKSPACE)
-    statefulsets = inf.informer(STATEFULSETS, ns, label_selector=L.LABEL_WORKSPACE)
-    services = inf.informer(SERVICES, ns, label_selector=L.LABEL_WORKSPACE)
-    pods = inf.informer(PODS, ns, label_selector=L.LABEL_WORKSPACE)
-    jobs = inf.informer(JOBS, ns, label_selector=L.LABEL_WORKSPACE)
+    # What each cache keeps (cacheview.py): a view of each Pod, every other object whole with shared strings.
+    workspaces = inf.informer(WORKSPACES, ns, transform=interned)
+    deployments = inf.informer(DEPLOYMENTS, ns, label_selector=L.LABEL_WORKSPACE, transform=interned)
+    statefulsets = inf.informer(STATEFULSETS, ns, label_selector=L.LABEL_WORKSPACE, transform=interned)
+    services = inf.informer(SERVICES, ns, label_selector=L.LABEL_WORKSPACE, transform=interned)
+    pods = inf.informer(PODS, ns, label_selector=L.LABEL_WORKSPACE, transform=pod_view)
+    jobs = inf.informer(JOBS, ns, label_selector=L.LABEL_WORKSPACE, transform=interned)
     nodes = inf.informer(NODES)
     provisioner: NodeProvisioner
     if settings.node_provisioner == "byo":
