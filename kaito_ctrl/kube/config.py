@@ -1,18 +1,28 @@
 """Connection settings for the apiserver, from a kubeconfig or the in-cluster service account.
 
-kubernetes-asyncio's loaders do the parsing (contexts, exec plugins, embedded certificate data); we only
-read the result out of its Configuration and make requests ourselves.
+A kubeconfig whose context holds only static credentials (a token or token file, a client certificate and key,
+a CA; inline or as files) is read here. Anything else (exec plugins, auth providers, basic auth, impersonation,
+proxies, several files in KUBECONFIG) goes to kubernetes-asyncio's loader, imported only then: the library
+costs the process about 35 MiB of modules (its generated API client and models come with the loader), which
+an in-cluster controller, or one run with a plain kubeconfig, need not carry (docs/performance.md, P8).
 """
 
 from __future__ import annotations
 
+import atexit
+import base64
+import contextlib
 import os
 import ssl
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from kubernetes_asyncio import config as k8s_config
-from kubernetes_asyncio.client import Configuration
+import yaml
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import Configuration
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -67,9 +77,115 @@ def _from_configuration(cfg: Configuration) -> ConnectionConfig:
 
 
 async def from_kubeconfig(path: str | None = None, context: str | None = None) -> ConnectionConfig:
+    static = static_kubeconfig(path, context)
+    if static is not None:
+        return static
+    from kubernetes_asyncio import config as k8s_config
+    from kubernetes_asyncio.client import Configuration
+
     cfg = Configuration()
     await k8s_config.load_kube_config(config_file=path, context=context, client_configuration=cfg)
     return _from_configuration(cfg)
+
+
+# The keys a static context may hold; any other key means the library's loader decides.
+_CLUSTER_KEYS = {"server", "certificate-authority", "certificate-authority-data", "insecure-skip-tls-verify",
+                 "extensions"}  # fmt: skip
+_USER_KEYS = {"token", "tokenFile", "client-certificate", "client-certificate-data", "client-key",
+              "client-key-data", "extensions"}  # fmt: skip
+_DATA_FILES: list[str] = []
+
+
+def _remove_data_files() -> None:
+    for name in _DATA_FILES:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+
+
+def _data_file(data: str, suffix: str) -> str:
+    """Inline (base64) credential data as a file only this user can read, removed at exit: the ssl module loads
+    client certificates and keys from files, as kubernetes-asyncio's loader does too."""
+    if not _DATA_FILES:
+        atexit.register(_remove_data_files)
+    fd, name = tempfile.mkstemp(prefix="kaito-ctrl-kubeconfig-", suffix=suffix)  # mode 0600
+    with os.fdopen(fd, "wb") as f:
+        f.write(base64.b64decode(data))
+    _DATA_FILES.append(name)
+    return name
+
+
+def _named(items: Any, name: str) -> dict[str, Any] | None:
+    for item in items or []:
+        if isinstance(item, dict) and item.get("name") == name:
+            return item
+    return None
+
+
+def static_kubeconfig(path: str | None = None, context: str | None = None) -> ConnectionConfig | None:
+    """The connection of a kubeconfig context with static credentials only, or None when the library's loader
+    must decide (see the module docstring). Relative file paths are relative to the kubeconfig's directory."""
+    source = path or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    if os.pathsep in source:
+        return None  # several files to merge
+    file = Path(source).expanduser()
+    try:
+        doc = yaml.safe_load(file.read_text())
+    except (OSError, yaml.YAMLError):
+        return None  # the library's loader names the problem
+    if not isinstance(doc, dict):
+        return None
+    ctx = _named(doc.get("contexts"), context or str(doc.get("current-context") or ""))
+    ctx_body = (ctx or {}).get("context")
+    if not isinstance(ctx_body, dict) or set(ctx_body) - {"cluster", "user", "namespace", "extensions"}:
+        return None
+    cluster = (_named(doc.get("clusters"), str(ctx_body.get("cluster"))) or {}).get("cluster")
+    user = (_named(doc.get("users"), str(ctx_body.get("user") or "")) or {}).get("user") or {}
+    if not isinstance(cluster, dict) or not isinstance(user, dict) or not cluster.get("server"):
+        return None
+    if set(cluster) - _CLUSTER_KEYS or set(user) - _USER_KEYS:
+        return None
+
+    def local(value: Any) -> str:
+        return str(file.parent / str(value))  # an absolute path stays absolute
+
+    ca = (
+        _data_file(cluster["certificate-authority-data"], ".crt")
+        if cluster.get("certificate-authority-data")
+        else local(cluster["certificate-authority"])
+        if cluster.get("certificate-authority")
+        else None
+    )
+    cert = (
+        _data_file(user["client-certificate-data"], ".crt")
+        if user.get("client-certificate-data")
+        else local(user["client-certificate"])
+        if user.get("client-certificate")
+        else None
+    )
+    key = (
+        _data_file(user["client-key-data"], ".key")
+        if user.get("client-key-data")
+        else local(user["client-key"])
+        if user.get("client-key")
+        else None
+    )
+    token = user.get("token")
+    token_file = local(user["tokenFile"]) if user.get("tokenFile") and not token else None
+    authorization = f"Bearer {token}" if token else None
+    if token_file:
+        try:
+            authorization = "Bearer " + Path(token_file).read_text().strip()
+        except OSError:
+            return None
+    return ConnectionConfig(
+        server=str(cluster["server"]).rstrip("/"),
+        ca_file=ca,
+        cert_file=cert,
+        key_file=key,
+        authorization=authorization,
+        token_file=token_file,
+        verify=not bool(cluster.get("insecure-skip-tls-verify")),
+    )
 
 
 def in_cluster() -> ConnectionConfig:
