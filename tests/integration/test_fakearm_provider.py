@@ -415,3 +415,19 @@ async def test_every_poll_waits_retry_after_the_first_one_too(
     assert fake.requests.counts["GET pool"] == 2, "the GET before the PUT, and the PUT's final GET"
     await provider.delete_pool("ws1")
     assert fake.requests.counts["GET operation"] == 3, fake.requests.counts  # one more, at 1 s
+
+
+async def test_a_create_starts_from_the_pool_its_caller_just_read(
+    fake: FakeArmServer, provider: AzureProvider
+) -> None:
+    """The capacity check reads the pool before the create: the create need not read it again."""
+    created = await provider.create_pool(spec("ws1"), existing=None)
+    assert created.succeeded
+    assert fake.requests.counts["GET pool"] == 1, "only the PUT's final GET"
+    fake.requests.clear()
+    adopted = await provider.create_pool(spec("ws1"), existing=created)
+    assert adopted == created and not fake.requests.counts, "an existing pool is adopted without a request"
+    # Still never a PUT over a pool of another size, however it was read.
+    with pytest.raises(CloudError) as e:
+        await provider.create_pool(spec("ws1", "Standard_NC24s_v3"), existing=created)
+    assert e.value.reason is Reason.CONFLICT and not fake.requests.counts

@@ -27,9 +27,11 @@ from kaito_ctrl.controllers.provisioner.agentpool import (
     pool_spec,
 )
 from kaito_ctrl.controllers.provisioner.cloud.base import (
+    UNREAD,
     AgentPool,
     CloudError,
     CloudProvider,
+    Existing,
     Reason,
 )
 from kaito_ctrl.controllers.provisioner.nodesync import (
@@ -355,9 +357,12 @@ class ClaimLifecycle:
         wait = self.backoff.wait(name, self.clock.monotonic())
         if wait > 0:
             return Result(requeue_after=wait)
+        # The pool as read just now for the capacity check: the create starts from it instead of reading it again.
+        existing: Existing = UNREAD
         if self.tunables.capacity_check and name not in self._capacity_checked:
             try:
-                if await self.cloud.get_pool(name) is None:
+                existing = await self.cloud.get_pool(name)
+                if existing is None:
                     await self.cloud.check_capacity(spec.vm_size, spec.node_count)
             except CloudError as e:
                 if e.insufficient_capacity:
@@ -369,7 +374,8 @@ class ClaimLifecycle:
             self._capacity_checked.add(name)
         accepted = asyncio.Event()
         self.ops.start("create", name, self.clock.monotonic(),
-                       lambda: self.cloud.create_pool(spec, on_accepted=accepted.set), accepted)  # fmt: skip
+                       lambda: self.cloud.create_pool(spec, on_accepted=accepted.set, existing=existing),
+                       accepted)  # fmt: skip
         m.OPERATIONS_IN_FLIGHT.set(len(self.ops))
         current = self._condition(draft, launched)
         if (

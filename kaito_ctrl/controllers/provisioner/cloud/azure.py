@@ -27,7 +27,14 @@ from azure.mgmt.core.polling.async_arm_polling import AsyncARMPolling
 
 from kaito_ctrl import __version__
 from kaito_ctrl.controllers.provisioner.cloud.azure_errors import classify_arm_error, classify_exception
-from kaito_ctrl.controllers.provisioner.cloud.base import AgentPool, AgentPoolSpec, CloudError, Reason
+from kaito_ctrl.controllers.provisioner.cloud.base import (
+    UNREAD,
+    AgentPool,
+    AgentPoolSpec,
+    CloudError,
+    Existing,
+    Reason,
+)
 from kaito_ctrl.controllers.provisioner.cloud.config import PUBLIC_ARM, AzureSettings
 from kaito_ctrl.controllers.provisioner.cloud.credentials import build_credential
 from kaito_ctrl.kube.clock import REAL_CLOCK, Clock
@@ -289,11 +296,18 @@ class AzureProvider:
             raise classify_exception(e) from e
 
     async def create_pool(
-        self, spec: AgentPoolSpec, *, on_accepted: Callable[[], None] | None = None
+        self,
+        spec: AgentPoolSpec,
+        *,
+        on_accepted: Callable[[], None] | None = None,
+        existing: Existing = UNREAD,
     ) -> AgentPool:
         plog = self._log.bind(pool=spec.name, vm_size=spec.vm_size)
         accepted = on_accepted or (lambda: None)
-        existing = await self.get_pool(spec.name)
+        if existing is UNREAD:
+            # Never PUT blindly: a pool found here (this process restarted, or an earlier attempt's PUT landed)
+            # is adopted or waited on.
+            existing = await self.get_pool(spec.name)
         if existing is not None:
             if existing.vm_size.lower() != spec.vm_size.lower():
                 raise CloudError(

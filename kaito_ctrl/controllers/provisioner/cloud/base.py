@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Protocol
+from enum import Enum, StrEnum
+from typing import Final, Literal, Protocol
 
 
 class Reason(StrEnum):
@@ -135,16 +135,31 @@ class AgentPool:
         return self.provisioning_state in IN_PROGRESS_STATES
 
 
+class _Unread(Enum):
+    UNREAD = "unread"
+
+
+# ``create_pool(existing=UNREAD)``: the caller has not just read the pool, the create reads it itself.
+UNREAD: Final = _Unread.UNREAD
+Existing = AgentPool | None | Literal[_Unread.UNREAD]
+
+
 class CloudProvider(Protocol):
     """Agent pools of one cluster. Every method raises :class:`CloudError` on failure."""
 
     async def create_pool(
-        self, spec: AgentPoolSpec, *, on_accepted: Callable[[], None] | None = None
+        self,
+        spec: AgentPoolSpec,
+        *,
+        on_accepted: Callable[[], None] | None = None,
+        existing: Existing = UNREAD,
     ) -> AgentPool:
         """Create the pool and wait until it is provisioned; adopt or keep waiting on one that exists.
 
         ``on_accepted`` is called once the cloud holds the create (its PUT answered, or a create found in
-        progress): from then on a delete preempts the create, before then the PUT may still arrive after it."""
+        progress): from then on a delete preempts the create, before then the PUT may still arrive after it.
+        ``existing``: the pool as the caller read it just before (None: there was none), so that the create
+        does not read it again; by default the create reads it first."""
         ...
 
     async def get_pool(self, name: str) -> AgentPool | None: ...
