@@ -142,6 +142,9 @@ class ClaimLifecycle:
         # Writes the apiserver refuses (Node patches, status): a reason on the claim and a pause.
         self.refusals = Refusals(clock)
         self._capacity_checked: set[str] = set()
+        # Pools this process saw created, by claim name: (claim UID, pool), until the claim's Launched is True in
+        # the cache. A pass over a cache that has not caught up with the status saying so must not create again.
+        self._launched: dict[str, tuple[str, AgentPool]] = {}
         # UIDs whose termination finished: the cache may still show them with the finalizer for a moment.
         self._terminated: collections.OrderedDict[str, None] = collections.OrderedDict()
         for name, fn in (("agentpool", PoolNodeIndex.by_pool), ("providerID", PoolNodeIndex.by_provider_id)):
@@ -153,6 +156,7 @@ class ClaimLifecycle:
         obj = self.claims.store.get(request.name)
         if obj is None:
             self.refusals.forget(request.name)
+            self._launched.pop(request.name, None)
         if obj is None or not is_managed(obj):
             return DONE
         if is_deleting(obj):
@@ -324,6 +328,7 @@ class ClaimLifecycle:
         launched = self._names[0]
         name = obj["metadata"]["name"]
         if self._is_true(draft, launched):
+            self._launched.pop(name, None)
             op = self.ops.get(name)
             if op is not None and op.kind == "create" and op.done:
                 # Started by a pass over a stale cache (its status write was refused): nothing to wait for.
@@ -335,6 +340,14 @@ class ClaimLifecycle:
         except InvalidClaim as e:
             self._set(draft, launched, "False", INVALID_SPEC, str(e))
             return DONE  # an edit of the claim brings it back
+        seen = self._launched.get(name)
+        if seen is not None and seen[0] == obj["metadata"].get("uid", ""):
+            # Created by this process; the cache is older than the status that said so (or its write was
+            # refused): say it again instead of asking ARM again. The status write stays fenced on the version
+            # read, so over a stale cache it is refused (a label patch here must not move the fence on).
+            self._set_launched(draft, seen[1])
+            await self._populate_labels(obj, spec.vm_size, spec.labels)
+            return None
         op = self.ops.get(name)
         if op is not None and op.kind == "create" and op.done:
             self.ops.pop(name)
@@ -390,7 +403,6 @@ class ClaimLifecycle:
     def _launch_outcome(
         self, obj: dict[str, Any], draft: StatusDraft, task: asyncio.Task[Any], took: float
     ) -> Result | None:
-        launched = self._names[0]
         if task.cancelled():
             return Result(requeue=True)
         error = task.exception()
@@ -403,11 +415,15 @@ class ClaimLifecycle:
         m.CLOUD_OPERATION_SECONDS.labels("create", "Succeeded").observe(took)
         self._capacity_checked.discard(obj["metadata"]["name"])
         self.backoff.reset(obj["metadata"]["name"])
-        self._set(draft, launched, "True", "Launched")
-        if pool.node_image_version:
-            draft.fields["imageID"] = pool.node_image_version
+        self._launched[obj["metadata"]["name"]] = (obj["metadata"].get("uid", ""), pool)
+        self._set_launched(draft, pool)
         m.LIFECYCLE_SECONDS.labels(self.api.kind, "launched").observe(self._age(obj))
         return None
+
+    def _set_launched(self, draft: StatusDraft, pool: AgentPool) -> None:
+        self._set(draft, self._names[0], "True", "Launched")
+        if pool.node_image_version:
+            draft.fields["imageID"] = pool.node_image_version
 
     async def _populate_labels(
         self, obj: dict[str, Any], vm_size: str, pool_labels: dict[str, str]
@@ -548,6 +564,7 @@ class ClaimLifecycle:
             else:
                 self.ops.pop(name)
         self._capacity_checked.discard(name)
+        self._launched.pop(name, None)
         nodes = self._nodes_of(obj)
         for node in nodes:
             if not node["metadata"].get("deletionTimestamp"):
