@@ -8,12 +8,25 @@ from kaito_ctrl.api import labels as L
 from kaito_ctrl.api.netcheck import egress_deny
 from kaito_ctrl.controllers.workspace.cacheview import interned, pod_view
 from kaito_ctrl.controllers.workspace.metrics import WORKSPACE_COUNT
-from kaito_ctrl.controllers.workspace.nodes import BYONodes, KarpenterNodes, NodeProvisioner
+from kaito_ctrl.controllers.workspace.nodes import (
+    BYONodes,
+    KarpenterNodes,
+    NodeProvisioner,
+    node_gpus,
+    node_is_ready,
+)
 from kaito_ctrl.controllers.workspace.reconciler import WorkspaceReconciler
 from kaito_ctrl.kube.machines import KINDS, NodeObjectAPI, NodeObjectKind
 from kaito_ctrl.kube.resources import DEPLOYMENTS, JOBS, NODES, PODS, SERVICES, STATEFULSETS, WORKSPACES
 from kaito_ctrl.runtime.controller import Controller
-from kaito_ctrl.runtime.handlers import Request, enqueue_for_object, enqueue_for_owner, enqueue_mapped, unwrap
+from kaito_ctrl.runtime.handlers import (
+    Predicate,
+    Request,
+    enqueue_for_object,
+    enqueue_for_owner,
+    enqueue_mapped,
+    unwrap,
+)
 from kaito_ctrl.runtime.manager import Manager
 from kaito_ctrl.settings import Settings, node_class_ref
 
@@ -30,6 +43,19 @@ def _pod_to_workspace(obj: dict[str, Any]) -> list[Request]:
     meta = obj.get("metadata") or {}
     name = (meta.get("labels") or {}).get(L.LABEL_WORKSPACE)
     return [Request(meta.get("namespace", ""), name)] if name else []
+
+
+def _node_as_read(node: dict[str, Any]) -> tuple[Any, ...]:
+    """What the Workspace controller reads of a Node (nodes.py): labels, deletion, readiness, GPUs."""
+    meta = node.get("metadata") or {}
+    return (meta.get("labels"), meta.get("deletionTimestamp"), node_is_ready(node), node_gpus(node))
+
+
+# A Node's status moves every few minutes (the kubelet's heartbeat, images, conditions' timestamps) without a
+# change any Workspace can see. In BYO mode each node event enqueues every Workspace, so on a cluster with 5,000
+# Workspaces and 100 nodes the heartbeats alone would reconcile all of them every few seconds: only updates that
+# change what the controller reads pass.
+NODE_CHANGED_FOR_WORKSPACES = Predicate(update=lambda old, new: _node_as_read(old) != _node_as_read(new))
 
 
 def setup(manager: Manager, client: Any, settings: Settings) -> Controller:
@@ -75,13 +101,13 @@ def setup(manager: Manager, client: Any, settings: Settings) -> Controller:
     controller.watch(pods, enqueue_mapped(_pod_to_workspace))
     if isinstance(provisioner, KarpenterNodes):
         controller.watch(provisioner.claims, enqueue_mapped(_by_workspace_labels))
-        controller.watch(nodes, enqueue_mapped(_by_workspace_labels))
+        controller.watch(nodes, enqueue_mapped(_by_workspace_labels), [NODE_CHANGED_FOR_WORKSPACES])
     else:
         # BYO: any node change may change which workspaces have enough nodes.
         def all_workspaces(_: dict[str, Any]) -> list[Request]:
             return [Request.for_object(w) for w in workspaces.store.list()]
 
-        controller.watch(nodes, enqueue_mapped(all_workspaces))
+        controller.watch(nodes, enqueue_mapped(all_workspaces), [NODE_CHANGED_FOR_WORKSPACES])
     manager.add_controller(controller)
     mode = settings.node_provisioner
 
