@@ -4,6 +4,7 @@ parsed into dicts. Values are inserted with ``tojson`` so quoting is never a tem
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,38 @@ def environment(directory: str | None = None) -> jinja2.Environment:
     return env
 
 
+# The last renders by (template, values), as JSON. A Workspace is reconciled several times with the same inputs
+# (its own writes, its pods, its nodes come back as events) and each reconcile renders to compare; building the
+# objects from YAML is a fifth of a reconcile's CPU (docs/performance.md, P7), parsing JSON a hundredth of it.
+MEMO_SIZE = 512
+_memo: OrderedDict[bytes, bytes] = OrderedDict()
+
+
+def _memo_key(template: str, values: dict[str, Any]) -> bytes | None:
+    try:
+        return template.encode() + b"\0" + orjson.dumps(values, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return None  # a value JSON cannot hold: render it every time
+
+
 def render(template: str, **values: Any) -> list[dict[str, Any]]:
-    """Render ``template`` (a multi-document YAML template) into a list of objects."""
+    """Render ``template`` (a multi-document YAML template) into a list of objects, new on every call (callers
+    may change them)."""
+    key = _memo_key(template, values)
+    if key is not None and (blob := _memo.get(key)) is not None:
+        _memo.move_to_end(key)
+        docs: list[dict[str, Any]] = orjson.loads(blob)
+        return docs
     text = environment().get_template(template).render(**values)
     # libyaml's loader when PyYAML has it: the pure-Python one costs milliseconds per reconcile.
-    return [doc for doc in yaml.load_all(text, Loader=_LOADER) if doc]
+    docs = [doc for doc in yaml.load_all(text, Loader=_LOADER) if doc]
+    if key is not None:
+        try:
+            blob = orjson.dumps(docs)
+        except TypeError:
+            return docs
+        if orjson.loads(blob) == docs:  # only what JSON holds exactly (a YAML date would come back a string)
+            _memo[key] = blob
+            if len(_memo) > MEMO_SIZE:
+                _memo.popitem(last=False)
+    return docs
