@@ -3,6 +3,7 @@ parsed into dicts. Values are inserted with ``tojson`` so quoting is never a tem
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import OrderedDict
 from functools import cache
@@ -43,18 +44,21 @@ def environment(directory: str | None = None) -> jinja2.Environment:
     return env
 
 
-# The last renders by (template, values), as JSON. A Workspace is reconciled several times with the same inputs
-# (its own writes, its pods, its nodes come back as events) and each reconcile renders to compare; building the
-# objects from YAML is a fifth of a reconcile's CPU (docs/performance.md, P7), parsing JSON a hundredth of it.
-MEMO_SIZE = 512
+# The last renders by a digest of (template, values), as JSON. A Workspace is reconciled several times with the
+# same inputs (its own writes, its pods, its nodes come back as events) and each reconcile renders to compare;
+# building the objects from YAML is a fifth of a reconcile's CPU (docs/performance.md, P7), parsing JSON a
+# hundredth of it. 2,048 renders (a burst of 1,000 new Workspaces renders a Service and a workload each before
+# their second reconciles) hold about 3 MiB.
+MEMO_SIZE = 2048
 _memo: OrderedDict[bytes, bytes] = OrderedDict()
 
 
 def _memo_key(template: str, values: dict[str, Any]) -> bytes | None:
     try:
-        return template.encode() + b"\0" + orjson.dumps(values, option=orjson.OPT_SORT_KEYS)
+        body = orjson.dumps(values, option=orjson.OPT_SORT_KEYS)
     except TypeError:
         return None  # a value JSON cannot hold: render it every time
+    return hashlib.blake2b(template.encode() + b"\0" + body, digest_size=20).digest()
 
 
 def render(template: str, **values: Any) -> list[dict[str, Any]]:
