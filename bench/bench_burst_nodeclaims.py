@@ -189,6 +189,18 @@ def deployment_ready(d: dict[str, Any]) -> bool:
     return int(status.get("readyReplicas") or 0) >= int((d.get("spec") or {}).get("replicas") or 1)
 
 
+def kaito_argv(*extra: str) -> tuple[list[str], str]:
+    """`kaito-ctrl run` serving NodeClaims as shipped (``extra``: the flags a user adds), metrics and probes on
+    free loopback ports; the argv and its metrics URL."""
+    metrics_port, probe_port = processes.free_port(), processes.free_port()
+    argv = [
+        str(KAITO_CTRL), "run", *extra, "--node-provisioner", "nodeclaim", "--no-leader-elect", "--no-webhook",
+        "--metrics-bind-address", f"127.0.0.1:{metrics_port}",
+        "--health-probe-bind-address", f"127.0.0.1:{probe_port}",
+    ]  # fmt: skip
+    return argv, f"http://127.0.0.1:{metrics_port}/metrics"
+
+
 # ---------------------------------------------------------------------------- the fake ARM process
 @dataclass
 class FakeArm:
@@ -499,13 +511,7 @@ class Bench:
         return wall
 
     def _kaito_argv(self, *extra: str) -> tuple[list[str], str]:
-        metrics_port, probe_port = processes.free_port(), processes.free_port()
-        argv = [
-            str(KAITO_CTRL), "run", *extra, "--node-provisioner", "nodeclaim", "--no-leader-elect", "--no-webhook",
-            "--metrics-bind-address", f"127.0.0.1:{metrics_port}",
-            "--health-probe-bind-address", f"127.0.0.1:{probe_port}",
-        ]  # fmt: skip
-        return argv, f"http://127.0.0.1:{metrics_port}/metrics"
+        return kaito_argv(*extra)
 
     def _kaito_env(self) -> dict[str, str]:
         return {**kaito_env(self.kubeconfig), **self.arm.env}

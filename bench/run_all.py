@@ -28,6 +28,7 @@ MODULES = (
     "bench.bench_workspaces",
     "bench.bench_admission_flood",
     "bench.bench_burst_nodeclaims",
+    "bench.bench_arm_calls",
 )
 DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 
@@ -78,6 +79,23 @@ NOTES = """## How to read the figures
   assumed a peer far from the apiserver's own limit, and both systems now wait mostly on the apiserver, so
   CPU per Workspace (the note; P7 when built) is what tells them apart. Until 2026-12-04 kaito-ctrl shipped a
   200 qps / burst 300 client bucket and settled 500 Workspaces in about 32 s against kopf's 21 s (0.65x).
+- **P10** counts the node provisioner's ARM requests at the fake ARM server (its own process; pool create 5 s,
+  delete 3 s, Retry-After 1 s), `kaito-ctrl run --node-provisioner nodeclaim --no-leader-elect --no-webhook` as
+  its own process. P10a is one Workspace's GPU node from create to NodeClaim Ready to Workspace deleted to agent
+  pool gone, five times after a warm-up (the warm-up pays the SKU list, cached for an hour; the garbage
+  collector's LISTs belong to P10b). For these timings the LRO protocol needs 11 requests (PUT, 5 polls of the
+  operation at Retry-After, the PUT's final GET; DELETE, 3 polls); kaito-ctrl adds the GET of the pool before
+  its PUT (a pool found after a restart is adopted or waited on, never PUT again) and the quota pre-check's
+  usages: 13. The gpu-provisioner baseline is read from its source, not run: 13 too, with a GET before its
+  DELETE and one after it and neither check. Until 2026-12-04 a lifecycle cost 17.6 (GET operation 10, GET
+  pool 4.6): azure-core polled an operation the moment it was accepted (one poll per create and per delete that
+  could only say InProgress), the create repeated the capacity check's GET of the pool, and a pass over a
+  cache that had not yet seen the Launched status created the pool again (two more GETs, most lifecycles).
+  At rest it already sent one LIST per period. P10b leaves 50 ready NodeClaims idle for two
+  garbage-collection periods (`--gc-interval 20`, the user's flag: the shipped 120 s would take 4 minutes)
+  and counts every request; its value is the hourly figure at the shipped period (LISTs per period x 30 plus
+  anything else), against gpu-provisioner's two LISTs (its own garbage collection and Karpenter's) every 2
+  minutes.
 - **P11** is a burst of 50 Workspaces (phi-3 on `Standard_NC6s_v3`), each with a NodeClaim and a node of its
   own, through the node provisioner and the fake ARM server (its own process; pool create 5 s, Node joins 2 s
   later, GPUs allocatable once the device-plugin pod runs, as in the sandbox), from the first create until every
