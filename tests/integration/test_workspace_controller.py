@@ -14,6 +14,7 @@ import yaml
 from prometheus_client import generate_latest
 
 from kaito_ctrl.api.catalog import catalog
+from kaito_ctrl.controllers.workspace import reconciler as reconciler_module
 from kaito_ctrl.controllers.workspace.setup import setup
 from kaito_ctrl.kube import conditions as cond
 from kaito_ctrl.kube.client import KubeClient
@@ -178,6 +179,7 @@ async def test_phi3_byo_reaches_ready_with_seed_service_and_columns(
             return sorted(p["port"] for p in svc["spec"]["ports"]) == [80, 5557, 6379, 8265]
 
         await _eventually(repaired, 60, "Service and Deployment repaired")
+        await _reconciles_without_rendering_until_something_changes(kube, name, namespace)
 
         # Deletion completes and releases the finalizer.
         await kube.delete(WORKSPACES, name, namespace)
@@ -190,6 +192,59 @@ async def test_phi3_byo_reaches_ready_with_seed_service_and_columns(
             return False
 
         await _eventually(gone, 60, "workspace deleted")
+
+
+def _workspace_reconciles() -> float:
+    return sum(
+        s.value
+        for metric in REGISTRY.collect()
+        if metric.name == "controller_runtime_reconcile"
+        for s in metric.samples
+        if s.name == "controller_runtime_reconcile_total" and s.labels.get("controller") == "workspace"
+    )
+
+
+async def _reconciles_without_rendering_until_something_changes(
+    kube: KubeClient, name: str, namespace: str
+) -> None:
+    """Pod events reconcile a ready Workspace without rendering its workload again (nothing it is rendered from
+    changed); a hand edit of the Deployment renders, and the edit is repaired."""
+    renders: list[str] = []
+    real = reconciler_module.render_inference
+
+    def counting(ws: Any, **kw: Any) -> list[dict[str, Any]]:
+        renders.append(ws.name)
+        return real(ws, **kw)
+
+    reconciler_module.render_inference = counting  # type: ignore[assignment]
+    try:
+        pod = (await kube.list_all(PODS, namespace, label_selector=f"kaito.sh/workspace={name}"))[0]
+        for i in range(3):
+            before = _workspace_reconciles()
+            await kube.merge_patch(
+                PODS, pod["metadata"]["name"], {"metadata": {"annotations": {"touched": str(i)}}}, namespace
+            )
+
+            async def reconciled(mark: float = before) -> bool:
+                return _workspace_reconciles() > mark
+
+            await _eventually(reconciled, 30, "a reconcile after a pod event")
+        assert renders == [], "the workload was rendered again with nothing changed"
+        dep = await kube.get(DEPLOYMENTS, name, namespace)
+        image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
+        edit = {"spec": {"template": {"spec": {"containers": [{"name": dep["spec"]["template"]["spec"]["containers"][0]["name"], "image": "registry.invalid/edited:1"}]}}}}  # fmt: skip
+        await kube.request(
+            "PATCH", DEPLOYMENTS.path(namespace, name), body=edit,
+            content_type="application/strategic-merge-patch+json",
+        )  # fmt: skip
+
+        async def repaired() -> bool:
+            d = await kube.get(DEPLOYMENTS, name, namespace)
+            return bool(renders) and d["spec"]["template"]["spec"]["containers"][0]["image"] == image
+
+        await _eventually(repaired, 60, "the hand-edited image rendered and put back")
+    finally:
+        reconciler_module.render_inference = real  # type: ignore[assignment]
 
 
 @pytest.mark.parametrize("mode", ["nodeclaim", "machine"])

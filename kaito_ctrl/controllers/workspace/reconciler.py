@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import orjson
 import structlog
 
 from kaito_ctrl.api import labels as L
@@ -64,7 +66,12 @@ PHASE_OF_CONDITION = {
     L.COND_WORKSPACE_SUCCEEDED: "ready",
 }
 NODES_REQUEUE = 2.0
-WORKLOAD_REQUEUE = 5.0
+# A workload on its way (images pulling, pods starting) moves by watch events on its pods and Deployment; the
+# requeue is only a safety net. At 5 s it reconciled every not-ready Workspace of a large cluster every 5 s
+# (2,000 Workspaces: 400 reconciles a second, which delayed new Workspaces by seconds in P9).
+WORKLOAD_REQUEUE = 30.0
+# A tuning config ConfigMap is not watched: a fixed one is found by reading it again.
+CONFIG_REQUEUE = 5.0
 KINDS = {
     "Service": SERVICES,
     "Deployment": DEPLOYMENTS,
@@ -122,6 +129,9 @@ class WorkspaceReconciler:
         self.services = services
         # Workloads just written, by key: observed from the apply response until the cache has caught up.
         self._written: dict[str, dict[str, Any]] = {}
+        # Per Workspace: the digest of the inputs its workload was last rendered from, and the objects (kind,
+        # cache key, resourceVersion) that pass found already as rendered (apply_workload).
+        self._verified: dict[str, tuple[bytes, tuple[tuple[str, str, str], ...]]] = {}
         self.image_registry = image_registry
         self.deletion_timeout = deletion_timeout
         self.refusals = refusals if refusals is not None else Refusals()
@@ -132,6 +142,7 @@ class WorkspaceReconciler:
         obj = self.workspaces.store.get(request.key)
         if obj is None:
             self.refusals.forget(request.key)
+            self._verified.pop(request.key, None)
             return Result()
         ws = WorkspaceSpec(copy.deepcopy(obj))
         if ws.obj["metadata"].get("deletionTimestamp"):
@@ -277,22 +288,60 @@ class WorkspaceReconciler:
         observed.estimate_error = error
         return count
 
+    def _render_inputs(self, ws: WorkspaceSpec, nodes: int, requirements: list[dict[str, Any]]) -> bytes:
+        """A digest of everything the workload is rendered from: the Workspace's identity, spec (its generation),
+        labels and annotations, the node count and requirements, the image registry."""
+        meta = ws.obj["metadata"]
+        body = orjson.dumps(
+            [meta.get("uid"), meta.get("namespace"), meta.get("name"), meta.get("generation"),
+             meta.get("labels"), meta.get("annotations"), nodes, requirements, self.image_registry],
+            option=orjson.OPT_SORT_KEYS,
+        )  # fmt: skip
+        return hashlib.blake2b(body, digest_size=20).digest()
+
+    def _still_verified(self, key: str, inputs: bytes) -> bool:
+        """True when the last pass rendered from the same inputs and found every object as rendered, and none of
+        those objects has changed in the cache since (same resourceVersion)."""
+        verified = self._verified.get(key)
+        if verified is None or verified[0] != inputs:
+            return False
+        for kind, obj_key, rv in verified[1]:
+            cache = self._cache_of(kind)
+            live = cache.store.get(obj_key) if cache is not None else None
+            if live is None or live["metadata"].get("resourceVersion") != rv:
+                return False
+        return True
+
     async def apply_workload(self, ws: WorkspaceSpec, nodes: int) -> None:
-        if self.pod_security:
-            await podsecurity_gate.check(self.client, ws.obj, ws.namespace)
         requirements = self.provisioner.node_requirements(ws)
         if ws.preset is None:
-            objects = render_template_workload(ws, node_requirements=requirements)
             nodes = 1
+        key = f"{ws.namespace}/{ws.name}"
+        inputs = self._render_inputs(ws, nodes, requirements)
+        # Pod and node events reconcile a Workspace many times with nothing to change: when its inputs and its
+        # objects are as the last pass found them, rendering again (a third of a reconcile's CPU) would only
+        # confirm it. Any change to the Workspace or to one of its objects (a hand edit) renders and compares.
+        if self._still_verified(key, inputs):
+            return
+        self._verified.pop(key, None)
+        if self.pod_security:
+            await podsecurity_gate.check(self.client, ws.obj, ws.namespace)
+        if ws.preset is None:
+            objects = render_template_workload(ws, node_requirements=requirements)
         else:
             objects = render_inference(
                 ws, nodes=nodes, node_requirements=requirements, registry=self.image_registry
             )
+        seen: list[tuple[str, str, str]] = []
         for obj in objects:
             live = self._cached(obj)
             if live is not None and covers(
                 live, {k: v for k, v in obj.items() if k not in ("apiVersion", "kind")}
             ):
+                meta = live["metadata"]
+                seen.append(
+                    (obj["kind"], f"{meta.get('namespace')}/{meta['name']}", meta.get("resourceVersion"))
+                )
                 continue  # already as rendered: no write (hand edits to our fields still differ, and are applied)
             if obj["kind"] == "Service":
                 await self.apply_service(ws, obj, live)
@@ -303,18 +352,21 @@ class WorkspaceReconciler:
         # A preset that changed size moves between Deployment and StatefulSet: remove the other kind.
         other = STATEFULSETS if nodes <= 1 else DEPLOYMENTS
         cache = self.statefulsets if nodes <= 1 else self.deployments
-        await ownership.delete_owned(self.client, other, cache.store.get(f"{ws.namespace}/{ws.name}"), ws.uid)
+        leftover = cache.store.get(key)
+        await ownership.delete_owned(self.client, other, leftover, ws.uid)
+        if len(seen) == len(objects) and leftover is None:
+            self._verified[key] = (inputs, tuple(seen))  # nothing written: the cache holds what was compared
+
+    def _cache_of(self, kind: str) -> SharedInformer | None:
+        return {"Deployment": self.deployments, "StatefulSet": self.statefulsets, "Service": self.services}[
+            kind
+        ]
 
     def _cached(self, obj: dict[str, Any]) -> dict[str, Any] | None:
-        cache = {
-            "Deployment": self.deployments,
-            "StatefulSet": self.statefulsets,
-            "Service": self.services,
-        }.get(obj["kind"])
-        if cache is None:
+        if obj["kind"] not in ("Deployment", "StatefulSet", "Service"):
             return None
-        meta = obj["metadata"]
-        return cache.store.get(f"{meta.get('namespace')}/{meta['name']}")
+        cache, meta = self._cache_of(obj["kind"]), obj["metadata"]
+        return cache.store.get(f"{meta.get('namespace')}/{meta['name']}") if cache is not None else None
 
     async def reconcile_tuning(self, ws: WorkspaceSpec, observed: Observed) -> Result:
         observed.nodes = await self.ensure_nodes(ws, observed, 1)
@@ -332,7 +384,7 @@ class WorkspaceReconciler:
                 await self.event(ws, "Warning", e.reason, str(e))
                 observed.job = JobOutcome("Pending", e.reason, str(e))
                 await self.write_status(ws, observed)
-                return Result(requeue_after=WORKLOAD_REQUEUE)
+                return Result(requeue_after=CONFIG_REQUEUE)
         observed.job = job_outcome(job)
         if job is not None and observed.job.state in ("Pending", "Running"):
             # A Job whose pod cannot start (an input image that will not pull, unschedulable) stays active
