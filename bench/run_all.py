@@ -29,6 +29,7 @@ MODULES = (
     "bench.bench_admission_flood",
     "bench.bench_burst_nodeclaims",
     "bench.bench_arm_calls",
+    "bench.bench_scale",
 )
 DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 
@@ -79,6 +80,27 @@ NOTES = """## How to read the figures
   assumed a peer far from the apiserver's own limit, and both systems now wait mostly on the apiserver, so
   CPU per Workspace (the note; P7 when built) is what tells them apart. Until 2026-12-04 kaito-ctrl shipped a
   200 qps / burst 300 client bucket and settled 500 Workspaces in about 32 s against kopf's 21 s (0.65x).
+- **P7, P8, P9** (`bench/bench_scale.py`) run each system on a control plane of its own (apiserver, etcd,
+  kwok; no kube-controller-manager or scheduler, so only the bench and the system write), `kaito-ctrl run
+  --node-provisioner byo --no-leader-elect --no-webhook` as shipped, both controllers on (the node provisioner
+  pointed at the fake ARM server, which BYO Workspaces never call) and watching every namespace, as a platform
+  runs it. BYO phi-3 Workspaces arrive in steps (500, 1,000, 2,000; `BENCH_SCALE=large` adds 5,000), 500 to a
+  namespace, 16 creates in flight. When a step has settled, the bench stands in for the Deployment controller:
+  four pods per new Workspace from its Deployment's pod template, bound to a kwok GPU node that runs them, so the
+  cached pods are a real workload's size. After each phase, once the process's work queue is empty, its VmRSS is
+  read; its CPU is read across each phase. **P7** is CPU per Workspace over the first 1,000 (its note lists
+  every step, and CPU per pod while pods arrive); **P8** is RSS at 5,000 Workspaces and 20,000 Pods, measured
+  with `BENCH_SCALE=large`, else from the least-squares line over all readings (the sizing rule in
+  docs/operations.md), against kopf at the largest size it reached (it caches no pods); **P9** times 200 more
+  Workspaces arriving at 5 per second with the largest size in the cache, from the create request to the settled
+  state (both systems make the same writes) and, for kaito-ctrl, to WorkspaceReady (the stand-in starts one pod
+  per Deployment and reports it ready as kwok does). One run per system: the steps are the repetitions.
+  P7's miss, from `py-spy record --format raw` over 1,000 Workspaces (2026-12-04): of the busy samples, the
+  HTTP client (aiohttp request and response handling, TLS, socket writes) is about 28%, rendering the workload
+  from YAML 13-18% for a Workspace's first reconcile (a later one with the same inputs renders nothing, or
+  reuses a memo), the status write and Events 11%, the revision step 5%, the watch streams 4%. What remains is
+  mostly per request (P4's note lists about nine per Workspace), in the HTTP client library kopf's client also
+  uses: a third of kopf's CPU would need fewer requests per Workspace rather than faster code.
 - **P10** counts the node provisioner's ARM requests at the fake ARM server (its own process; pool create 5 s,
   delete 3 s, Retry-After 1 s), `kaito-ctrl run --node-provisioner nodeclaim --no-leader-elect --no-webhook` as
   its own process. P10a is one Workspace's GPU node from create to NodeClaim Ready to Workspace deleted to agent
