@@ -23,6 +23,10 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 RUNTIMES = ("vllm", "transformers")
 # Node provisioner modes that create nodes from resource.instanceType (Kaito's node auto-provisioning).
 AUTO_PROVISIONING = ("nodeclaim", "machine")
+# Kaito's N_SERIES_PREFIX and D_SERIES_PREFIX (api/v1beta1 workspace_validation.go): the Azure sizes it admits
+# outside its SKU table.
+AZURE_SIZE_PREFIX = "Standard_"
+AZURE_GPU_SERIES = ("Standard_N", "Standard_D")
 # Kaito's own annotations with a closed set of values (api/v1beta1 validateAnnotations).
 PERFORMANCE_MODES = ("balanced", "interactivity", "throughput")
 ANNOTATION_PERFORMANCE_MODE = "kaito.sh/performance-mode"
@@ -220,9 +224,29 @@ class _Validator:
             return
         close = self.cat.close_skus(instance_type)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
+        if self.no_gpu_azure_size(instance_type):
+            self.err(
+                "resource.instanceType",
+                f"{instance_type!r} is not a GPU instance type: an Azure size outside kaito-ctrl's GPU table must "
+                f"be an N-series or D-series size ({' or '.join(p + '...' for p in AZURE_GPU_SERIES)}){hint}",
+            )
+            return
         self.warnings.append(
             f"resource.instanceType: {instance_type!r} is not in kaito-ctrl's GPU table, so the check that the "
             f"model fits its GPU memory was skipped{hint}"
+        )
+
+    def no_gpu_azure_size(self, instance_type: str) -> bool:
+        """Kaito (v0.3.2 and 0.12, with node auto-provisioning): a size outside the table is refused unless it is
+        an Azure N- or D-series size. An Azure size (``Standard_...``) of another series has no GPU to provision,
+        so it is refused on create when nodes are provisioned (any mode but byo), for tuning too (Kaito checks
+        inference Workspaces only; such a node could not run a tuning Job either); another cloud's names are
+        admitted with the warning, as new sizes appear before any table has them."""
+        return (
+            self.old is None
+            and self.node_provisioner != "byo"
+            and instance_type.startswith(AZURE_SIZE_PREFIX)
+            and not instance_type.startswith(AZURE_GPU_SERIES)
         )
 
     def reserved_selector_keys(self, selector: dict[str, Any]) -> None:
