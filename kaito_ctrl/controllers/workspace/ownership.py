@@ -87,10 +87,13 @@ async def apply_owned(
     *,
     live: dict[str, Any] | None = None,
     on_conflict: Callable[[str], Awaitable[None]] | None = None,
+    checked: bool = False,
 ) -> dict[str, Any]:
-    """Server-side apply ``obj`` after the ownership check, without force. On an object this Workspace
-    controls, a field held by another manager is reported through ``on_conflict`` and then reclaimed."""
-    await ensure_ours(client, res, obj, uid, live)
+    """Server-side apply ``obj`` after the ownership check (``checked``: the caller has just made it), without
+    force. On an object this Workspace controls, a field held by another manager is reported through
+    ``on_conflict`` and then reclaimed."""
+    if not checked:
+        await ensure_ours(client, res, obj, uid, live)
     try:
         return dict(await client.apply(res, obj, force=False))
     except Conflict as e:

@@ -6,11 +6,12 @@ move on (nodes joining, pods starting) returns a short requeue, and watch events
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import hashlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -80,6 +81,16 @@ KINDS = {
     "Job": JOBS,
     "NetworkPolicy": NETWORKPOLICIES,
 }
+
+
+async def _all(steps: Iterable[Awaitable[T]]) -> list[T]:
+    """Run ``steps`` together and wait for every one; then raise the first failure, if any (no write is left in
+    flight when the reconcile ends)."""
+    results = await asyncio.gather(*steps, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results  # type: ignore[return-value]
 
 
 @dataclass
@@ -333,6 +344,7 @@ class WorkspaceReconciler:
                 ws, nodes=nodes, node_requirements=requirements, registry=self.image_registry
             )
         seen: list[tuple[str, str, str]] = []
+        to_write: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
         for obj in objects:
             live = self._cached(obj)
             if live is not None and covers(
@@ -343,12 +355,23 @@ class WorkspaceReconciler:
                     (obj["kind"], f"{meta.get('namespace')}/{meta['name']}", meta.get("resourceVersion"))
                 )
                 continue  # already as rendered: no write (hand edits to our fields still differ, and are applied)
+            to_write.append((obj, live))
+        # The ownership check of every object to write first, then the writes, each step for all objects at
+        # once: a foreign object still stops every write, and a new Workspace waits two round trips, not four.
+        checked = await _all(
+            ownership.ensure_ours(self.client, KINDS[obj["kind"]], obj, ws.uid, live)
+            for obj, live in to_write
+        )
+
+        async def write(obj: dict[str, Any], live: dict[str, Any] | None) -> None:
             if obj["kind"] == "Service":
-                await self.apply_service(ws, obj, live)
+                await self.apply_service(ws, obj, live, checked=True)
             else:
-                written = await self._apply_owned(ws, obj, live)
+                written = await self._apply_owned(ws, obj, live, checked=True)
                 if obj["kind"] in ("Deployment", "StatefulSet"):
                     self._written[f"{ws.namespace}/{ws.name}"] = written
+
+        await _all(write(obj, live) for (obj, _), live in zip(to_write, checked, strict=True))
         # A preset that changed size moves between Deployment and StatefulSet: remove the other kind.
         other = STATEFULSETS if nodes <= 1 else DEPLOYMENTS
         cache = self.statefulsets if nodes <= 1 else self.deployments
@@ -449,7 +472,12 @@ class WorkspaceReconciler:
         return created
 
     async def _apply_owned(
-        self, ws: WorkspaceSpec, obj: dict[str, Any], live: dict[str, Any] | None = None
+        self,
+        ws: WorkspaceSpec,
+        obj: dict[str, Any],
+        live: dict[str, Any] | None = None,
+        *,
+        checked: bool = False,
     ) -> dict[str, Any]:
         async def conflict(detail: str) -> None:
             name = f"{obj['kind']} {obj['metadata']['name']}"
@@ -458,18 +486,18 @@ class WorkspaceReconciler:
             )
 
         return await ownership.apply_owned(
-            self.client, KINDS[obj["kind"]], obj, ws.uid, live=live, on_conflict=conflict
+            self.client, KINDS[obj["kind"]], obj, ws.uid, live=live, on_conflict=conflict, checked=checked
         )
 
     async def apply_service(
-        self, ws: WorkspaceSpec, obj: dict[str, Any], live: dict[str, Any] | None
+        self, ws: WorkspaceSpec, obj: dict[str, Any], live: dict[str, Any] | None, *, checked: bool = False
     ) -> None:
         """Server-side apply, then make the port list exactly ours: ports added by hand edits belong to another
         field manager, which apply alone never removes (and a duplicate port name makes it fail)."""
         want = obj["spec"]["ports"]
         meta = obj["metadata"]
         try:
-            live = await self._apply_owned(ws, obj, live)
+            live = await self._apply_owned(ws, obj, live, checked=checked)
         except Invalid:
             live = {}
         ports = [
