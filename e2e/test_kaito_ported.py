@@ -709,12 +709,6 @@ def test_an_adapter_workspace_shows_what_kaito_validates(
     sandbox.kubectl("delete", "workspace", name, "-n", ns, "--wait=false")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kaito-ctrl waits for nvidia.com/gpu capacity on every provisioned node; Kaito waits for it only when "
-    "the instance type is in its GPU table (v0.12 NodeManager.CheckIfNodePluginsReady; v0.3.2 never waited), "
-    "so a template Workspace on a CPU size stays ResourceReady False with NodeNotReady",
-)
 def test_a_custom_template_workspace_shows_what_kaito_validates(sandbox: Sandbox, e2e_namespace: str) -> None:
     """Kaito test/e2e/preset_test.go (v0.3.2), "should create a custom template workspace successfully" (at v0.12
     the same test is skipped for quota): inference.template from utils.GeneratePodTemplate (one container

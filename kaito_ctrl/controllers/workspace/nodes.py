@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from kaito_ctrl.api import labels as L
 from kaito_ctrl.api import runtime_args as rt
 from kaito_ctrl.api import runtimes
+from kaito_ctrl.api.catalog import catalog
 from kaito_ctrl.controllers.workspace.spec import BY_WORKSPACE, WorkspaceSpec, ensure_workspace_index
 from kaito_ctrl.controllers.workspace.tenantview import tenant_message
 from kaito_ctrl.kube import conditions as cond
@@ -247,9 +248,12 @@ class KarpenterNodes:
             return result
         key = f"{ws.namespace}/{ws.name}"
         nodes = [n for n in self.nodes.store.by_index(BY_WORKSPACE, key) if _matches(n, ws.workspace_labels)]
+        # Only a size in the GPU table waits for the device plugin's nvidia.com/gpu (Kaito 0.12
+        # CheckIfNodePluginsReady); a template Workspace on a CPU size is ready once its node is.
+        needs_gpus = catalog().sku(ws.instance_type or "") is not None
         ready_nodes = [
             n for n in nodes
-            if node_is_ready(n) and node_gpus(n) > 0
+            if node_is_ready(n) and (node_gpus(n) > 0 or not needs_gpus)
             and (n["metadata"].get("labels") or {}).get(INSTANCE_TYPE_LABEL) == ws.instance_type
         ]  # fmt: skip
         if len(ready_nodes) >= target:

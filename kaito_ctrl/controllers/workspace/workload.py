@@ -10,7 +10,7 @@ from kaito_ctrl.api import labels as L
 from kaito_ctrl.api import runtime_args as rt
 from kaito_ctrl.api.catalog import catalog
 from kaito_ctrl.controllers.workspace.hardening import hardening_values
-from kaito_ctrl.controllers.workspace.inference_pod import pod_pieces
+from kaito_ctrl.controllers.workspace.inference_pod import pod_pieces, tolerations
 from kaito_ctrl.controllers.workspace.spec import WorkspaceSpec
 from kaito_ctrl.render import render
 
@@ -139,6 +139,10 @@ def render_template_workload(
     meta["labels"] = {**(meta.get("labels") or {}), **selector}
     meta["annotations"] = {**(meta.get("annotations") or {}), L.ANNOTATION_REVISION: ws.revision}
     spec = template.setdefault("spec", {})
+    # Kaito appends its default tolerations to the user's (v0.3.2 GenerateDeploymentManifestWithPodTemplate,
+    # 0.12 GenerateManifestWithPodTemplate): a provisioned node carries the sku=gpu taint whatever its size.
+    user_tolerations = list(spec.get("tolerations") or [])
+    spec["tolerations"] = user_tolerations + [t for t in tolerations() if t not in user_tolerations]
     if node_requirements and "affinity" not in spec:
         spec["affinity"] = {
             "nodeAffinity": {
