@@ -191,7 +191,9 @@ def render(rows: list[dict[str, Any]], errors: list[str], seconds: float, quick:
         "",
         f"- Date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Machine: {machine()}",
-        f"- Mode: {'quick' if quick else 'full'}; total run {seconds:.0f} s",
+        f"- Mode: {'quick' if quick else 'full'}"
+        + (f", BENCH_SCALE={os.environ['BENCH_SCALE']}" if os.environ.get("BENCH_SCALE") else "")
+        + f"; total run {seconds:.0f} s",
         "",
         "| ID | What | Value | Baseline (same run) | Ratio | Target | Met | Note |",
         "|---|---|---|---|---|---|---|---|",
