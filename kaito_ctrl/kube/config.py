@@ -145,32 +145,19 @@ def static_kubeconfig(path: str | None = None, context: str | None = None) -> Co
     if set(cluster) - _CLUSTER_KEYS or set(user) - _USER_KEYS:
         return None
 
-    def local(value: Any) -> str:
-        return str(file.parent / str(value))  # an absolute path stays absolute
+    def credential(section: dict[str, Any], name: str, suffix: str) -> str | None:
+        """``name``-data (inline, base64) as a private file, else ``name`` as a path relative to the kubeconfig."""
+        if section.get(f"{name}-data"):
+            return _data_file(section[f"{name}-data"], suffix)
+        if section.get(name):
+            return str(file.parent / str(section[name]))  # an absolute path stays absolute
+        return None
 
-    ca = (
-        _data_file(cluster["certificate-authority-data"], ".crt")
-        if cluster.get("certificate-authority-data")
-        else local(cluster["certificate-authority"])
-        if cluster.get("certificate-authority")
-        else None
-    )
-    cert = (
-        _data_file(user["client-certificate-data"], ".crt")
-        if user.get("client-certificate-data")
-        else local(user["client-certificate"])
-        if user.get("client-certificate")
-        else None
-    )
-    key = (
-        _data_file(user["client-key-data"], ".key")
-        if user.get("client-key-data")
-        else local(user["client-key"])
-        if user.get("client-key")
-        else None
-    )
+    ca = credential(cluster, "certificate-authority", ".crt")
+    cert = credential(user, "client-certificate", ".crt")
+    key = credential(user, "client-key", ".key")
     token = user.get("token")
-    token_file = local(user["tokenFile"]) if user.get("tokenFile") and not token else None
+    token_file = str(file.parent / str(user["tokenFile"])) if user.get("tokenFile") and not token else None
     authorization = f"Bearer {token}" if token else None
     if token_file:
         try:
