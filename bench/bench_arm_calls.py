@@ -35,7 +35,6 @@ import contextlib
 import json
 import math
 import os
-import ssl
 import statistics
 import sys
 import tempfile
@@ -46,7 +45,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import structlog
 
 from bench import processes
@@ -121,14 +119,7 @@ def requests_between(before: collections.Counter[str], after: collections.Counte
 
 async def fake_pools(arm: FakeArm) -> list[dict[str, Any]]:
     """The fake's agent pools through its admin API (not an ARM route, so not counted)."""
-    ctx = ssl.create_default_context(cafile=arm.ca_file)
-    timeout = aiohttp.ClientTimeout(total=10)
-    async with (
-        aiohttp.ClientSession(timeout=timeout) as session,
-        session.get(arm.url + "/_fake/pools", ssl=ctx) as resp,
-    ):
-        resp.raise_for_status()
-        pools: list[dict[str, Any]] = await resp.json()
+    pools: list[dict[str, Any]] = await arm.admin("/_fake/pools")
     return pools
 
 
@@ -367,7 +358,9 @@ def rest_row(got: dict[str, Any], pools: int, gc_interval: float, errors: list[s
     if requests is not None and window > 0:
         lists = requests.get(LIST, 0)
         others = sum(v for k, v in requests.items() if k != LIST)
-        per_period = lists / (window / gc_interval)
+        # The window runs from one LIST to the second after it (or three periods): whole periods, read to within
+        # the 0.1 s polling of its ends, which must not turn 2 LISTs in 2 periods into 1.0003 per period.
+        per_period = lists / max(1, round(window / gc_interval))
         value = per_period * 3600 / SHIPPED_GC + others * 3600 / window
         notes.append(
             f"window {window:.1f} s: {sum(requests.values())} requests ({_kinds([requests]) or 'none'}), "

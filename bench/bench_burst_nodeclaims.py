@@ -215,16 +215,20 @@ class FakeArm:
         """The provider kaito-ctrl builds from the same environment (AzureSettings.from_env)."""
         return AzureProvider(AzureSettings.from_env(self.env))
 
-    async def request_counts(self) -> collections.Counter[str]:
-        """ARM requests served so far by kind ("PUT pool", "GET operation", ...), the fake's own counters."""
+    async def admin(self, path: str) -> Any:
+        """The fake's admin API (``/_fake/...``; not an ARM route, so not counted), as JSON."""
         ctx = ssl.create_default_context(cafile=self.ca_file)
         timeout = aiohttp.ClientTimeout(total=10)
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(self.url + "/_fake/requests", ssl=ctx) as resp,
+            session.get(self.url + path, ssl=ctx) as resp,
         ):
             resp.raise_for_status()
-            body = await resp.json()
+            return await resp.json()
+
+    async def request_counts(self) -> collections.Counter[str]:
+        """ARM requests served so far by kind ("PUT pool", "GET operation", ...), the fake's own counters."""
+        body = await self.admin("/_fake/requests")
         return collections.Counter({str(k): int(v) for k, v in body["counts"].items()})
 
 
