@@ -71,14 +71,6 @@ def scale(quick: bool) -> str:
     return "quick" if quick else ("large" if os.environ.get("BENCH_SCALE") == "large" else "default")
 
 
-def current_rss(pid: int) -> int:
-    """Resident set size now, bytes (VmRSS)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise ValueError(f"no VmRSS in /proc/{pid}/status")
-
-
 @dataclass
 class Reading:
     workspaces: int
@@ -290,7 +282,7 @@ async def grow(
         await bw.poll_until("the work queue to empty", lambda: queue_empty(metrics_url), 120, 0.5)
         total = size
         out.readings.append(
-            Reading(total, pods, current_rss(pid) / 2**20, processes.cpu_seconds(pid) - cpu0,
+            Reading(total, pods, processes.current_rss(pid) / 2**20, processes.cpu_seconds(pid) - cpu0,
                     time.perf_counter() - t0, "workspaces", len(names))
         )  # fmt: skip
         log.info("scale step", **vars(out.readings[-1]))
@@ -302,7 +294,7 @@ async def grow(
         await bw.poll_until("the work queue to empty", lambda: queue_empty(metrics_url), 120, 0.5)
         pods += len(names) * PODS_PER_WORKSPACE
         out.readings.append(
-            Reading(total, pods, current_rss(pid) / 2**20, processes.cpu_seconds(pid) - cpu0,
+            Reading(total, pods, processes.current_rss(pid) / 2**20, processes.cpu_seconds(pid) - cpu0,
                     time.perf_counter() - t0, "pods", len(names) * PODS_PER_WORKSPACE)
         )  # fmt: skip
         log.info("scale step", **vars(out.readings[-1]))

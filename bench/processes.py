@@ -53,12 +53,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(after_comm[11]) + int(after_comm[12])) / CLK_TCK
 
 
+def _status_bytes(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024  # kB
+    raise ValueError(f"no {field} in /proc/{pid}/status")
+
+
 def peak_rss(pid: int) -> int:
     """The process's peak resident set size in bytes (VmHWM in /proc/<pid>/status)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024  # kB
-    raise ValueError(f"no VmHWM in /proc/{pid}/status")
+    return _status_bytes(pid, "VmHWM")
+
+
+def current_rss(pid: int) -> int:
+    """The process's resident set size now, in bytes (VmRSS)."""
+    return _status_bytes(pid, "VmRSS")
 
 
 async def request_counts(metrics_url: str) -> collections.Counter[str]:

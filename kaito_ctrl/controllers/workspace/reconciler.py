@@ -138,6 +138,7 @@ class WorkspaceReconciler:
         ensure_workspace_index(pods.store)
         self.jobs = jobs
         self.services = services
+        self._workload_caches = {"Deployment": deployments, "StatefulSet": statefulsets, "Service": services}
         # Workloads just written, by key: observed from the apply response until the cache has caught up.
         self._written: dict[str, dict[str, Any]] = {}
         # Per Workspace: the digest of the inputs its workload was last rendered from, and the objects (kind,
@@ -381,9 +382,7 @@ class WorkspaceReconciler:
             self._verified[key] = (inputs, tuple(seen))  # nothing written: the cache holds what was compared
 
     def _cache_of(self, kind: str) -> SharedInformer | None:
-        return {"Deployment": self.deployments, "StatefulSet": self.statefulsets, "Service": self.services}[
-            kind
-        ]
+        return self._workload_caches[kind]
 
     def _cached(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         if obj["kind"] not in ("Deployment", "StatefulSet", "Service"):
