@@ -269,6 +269,25 @@ def _update(sandbox: Sandbox, ns: str, name: str, era: str, change: Any) -> Obj:
     return obj
 
 
+def _replace(sandbox: Sandbox, ns: str, name: str, era: str, change: Any) -> tuple[bool, str]:
+    """``kubectl replace`` of the stored object changed by ``change``, read again and retried when the controller
+    wrote in between (a 409 on the stale resourceVersion, as a user retrying would), never on a refusal."""
+
+    def attempt() -> tuple[bool, str] | None:
+        accepted, out = _send(sandbox, "replace", ns, _update(sandbox, ns, name, era, change))
+        return None if "the object has been modified" in out else (accepted, out)
+
+    got: tuple[bool, str] = wait_for(attempt, 60, f"kubectl replace {name} answered without a conflict")
+    return got
+
+
+def _refused_replace(sandbox: Sandbox, ns: str, name: str, era: str, change: Any, field: str) -> str:
+    accepted, out = _replace(sandbox, ns, name, era, change)
+    assert not accepted, f"replace {name} was accepted: {out}"
+    assert ("denied the request" in out or " is invalid" in out) and field in out, out
+    return out
+
+
 def _unchanged_after(sandbox: Sandbox, ns: str, name: str, era: str, before: Obj) -> None:
     after = _get(sandbox, ns, name, era)
     for key in ("resource", "inference", "tuning"):
@@ -297,12 +316,10 @@ def test_resource_spec_updates_are_refused(sandbox: Sandbox, e2e_namespace: str,
         o["metadata"].setdefault("labels", {})["team"] = "e2e"
 
     name = ws["metadata"]["name"]
-    _refused(
-        sandbox, "replace", ns, _update(sandbox, ns, name, era, empty_selector), "resource.labelSelector"
-    )
-    _refused(sandbox, "replace", ns, _update(sandbox, ns, name, era, other_instance), "resource.instanceType")
+    _refused_replace(sandbox, ns, name, era, empty_selector, "resource.labelSelector")
+    _refused_replace(sandbox, ns, name, era, other_instance, "resource.instanceType")
     _unchanged_after(sandbox, ns, name, era, before)
-    accepted, out = _send(sandbox, "replace", ns, _update(sandbox, ns, name, era, label))
+    accepted, out = _replace(sandbox, ns, name, era, label)
     assert accepted, out
     sandbox.kubectl("delete", "workspace", name, "-n", ns, "--wait=false")
 
@@ -325,8 +342,8 @@ def test_tuning_spec_updates_are_refused(sandbox: Sandbox, e2e_namespace: str, e
     def method(o: Obj) -> None:
         o["tuning"]["method"] = "qlora"
 
-    _refused(sandbox, "replace", ns, _update(sandbox, ns, name, era, preset), "tuning.preset")
-    _refused(sandbox, "replace", ns, _update(sandbox, ns, name, era, method), "tuning.method")
+    _refused_replace(sandbox, ns, name, era, preset, "tuning.preset")
+    _refused_replace(sandbox, ns, name, era, method, "tuning.method")
     _unchanged_after(sandbox, ns, name, era, before)
     sandbox.kubectl("delete", "workspace", name, "-n", ns, "--wait=false")
 
@@ -346,7 +363,7 @@ def test_an_inference_preset_update_is_refused(sandbox: Sandbox, e2e_namespace: 
     def change(o: Obj) -> None:
         o["inference"]["preset"]["name"] = other_preset
 
-    _refused(sandbox, "replace", ns, _update(sandbox, ns, name, era, change), "inference.preset")
+    _refused_replace(sandbox, ns, name, era, change, "inference.preset")
     _unchanged_after(sandbox, ns, name, era, before)
     sandbox.kubectl("delete", "workspace", name, "-n", ns, "--wait=false")
 
@@ -607,7 +624,7 @@ def test_a_tuning_workspace_shows_what_kaito_validates(
         o["tuning"]["input"] = {"image": dataset2, "imagePullSecrets": ["e2e-acr-secret"]}
         o["tuning"]["output"] = {"image": output2, "imagePushSecret": "e2e-acr-secret"}
 
-    accepted, out = _send(sandbox, "replace", ns, _update(sandbox, ns, name, era, new_input_and_output))
+    accepted, out = _replace(sandbox, ns, name, era, new_input_and_output)
     assert accepted, out
     _wait_condition(sandbox, ns, name, "ResourceReady")
     job_done("2")
@@ -698,7 +715,7 @@ def test_an_adapter_workspace_shows_what_kaito_validates(
     def other_adapter(o: Obj) -> None:
         o["inference"]["adapters"] = [adapter2]
 
-    accepted, out = _send(sandbox, "replace", ns, _update(sandbox, ns, name, era, other_adapter))
+    accepted, out = _replace(sandbox, ns, name, era, other_adapter)
     assert accepted, out
     ready_at("2")
     assert _adapter_pullers(sandbox, ns, name) == {
