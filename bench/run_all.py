@@ -129,13 +129,18 @@ NOTES = """## How to read the figures
   provisioner` beside it (not compared). Most of the wall time is the fake's simulated cloud, so the ratios say
   how much a controller adds to it; the note gives each process's CPU and RSS and the ARM and apiserver requests
   per Workspace.
-- With a client bucket that binds (a user's `--kube-client-qps`), the process spends more CPU per Workspace
-  for the same work. `python -m bench.bench_throttle_cpu 150` on 2026-12-04: 7.8 and 7.2 ms at 20 qps against
-  5.3 and 5.9 ms unbounded (1.34x), with the same reconciles per Workspace (2.02 vs 1.96-2.0); before throttled
-  requests woke sixteen at a time instead of four it was 11.0-11.7 against 7.9-8.2 (1.43x), and one at a time
-  about 2.5x. User time, not system time, grows, with about 10.7 against 6.1 voluntary context switches per
-  Workspace: requests and watch events arrive one per event-loop wake-up instead of several, and each wake-up
-  has a fixed cost. The shipped default has no client bucket.
+- Throttled, the process does the same work per Workspace; the CPU time that work costs rises with the machine's
+  price of running it in pauses. `python -m bench.bench_throttle_cpu 150 --rounds 3` on 2026-12-04 12:30 (the
+  P4 command line, a client bucket of 20 qps / burst 30 against 2000 / 2000, three alternating runs): CPU per
+  Workspace 10.9, 12.3, 11.7 ms throttled against 10.0, 9.4, 10.3 unbounded, medians 1.17x; reconciles 1.97-2.0
+  and apiserver requests 11.97-12.0 per Workspace in both. With `--calls` (the process under cProfile, startup
+  subtracted; 12:36): 18,308 and 18,310 Python calls per Workspace throttled against 17,906 and 17,911 (+2%, the
+  bucket's waits) and 27 against 24 event-loop wake-ups; each function is called as often (YAML parsing 300
+  times per run in both) and each call costs more. The same renderer call timed by the bench costs 1.39-1.81x
+  the CPU when the process has idled 50 ms before it (its calibration row): on this shared VM an idle core loses
+  its caches, a price any throttled process pays, and the controller's rise stays below it. Waking throttled
+  requests one at a time instead of sixteen at a time was the controller's own cost (about 2.5x); it is gone.
+  The shipped default has no client bucket.
 - `kaito-ctrl run` tunes the garbage collector at start (`kaito_ctrl/runtime/gctuning.py`) because the default
   thresholds made the collector walk the whole cache every few hundred events (3x slower decoding); the
   benchmarks that run code inside their own process (P1, P2, P5, and P4's driver and baseline) apply the same
