@@ -16,7 +16,7 @@ import structlog
 from kaito_ctrl import logsetup
 from kaito_ctrl.api import podsecurity
 from kaito_ctrl.kube.client import KubeClient
-from kaito_ctrl.kube.config import in_cluster_namespace
+from kaito_ctrl.kube.config import KubeconfigError, in_cluster_namespace
 from kaito_ctrl.kube.errors import NotFound
 from kaito_ctrl.kube.leaderelection import LeaderElectionConfig
 from kaito_ctrl.kube.resources import CONFIGMAPS, NAMESPACES
@@ -140,7 +140,10 @@ def run(args: argparse.Namespace) -> int:
     if not getattr(args, "namespace", None) and "KAITO_NAMESPACE" not in os.environ:
         settings.namespace = in_cluster_namespace(settings.namespace)
     logsetup.configure(settings.log_level, settings.log_format)  # type: ignore[arg-type]
-    return asyncio.run(run_manager(settings))
+    try:
+        return asyncio.run(run_manager(settings))
+    except KubeconfigError as e:
+        raise SystemExit(f"kaito-ctrl run: {e}") from None
 
 
 RUN_EXAMPLES = """\

@@ -76,6 +76,21 @@ def _from_configuration(cfg: Configuration) -> ConnectionConfig:
     )
 
 
+class KubeconfigError(ValueError):
+    """No usable kubeconfig: the message names the file and what to do, for a person to read (no traceback)."""
+
+
+def _existing_source(path: str | None) -> str:
+    """The kubeconfig the library's loader will read (as it chooses it), refused here if it is not a file."""
+    source = path or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    if os.pathsep not in source and not Path(source).expanduser().is_file():
+        raise KubeconfigError(
+            f"kubeconfig {source}: no such file; point --kubeconfig or KUBECONFIG at the cluster's kubeconfig "
+            "(`kaito-ctrl sandbox up` prints one), or run in a pod, where the service account is used"
+        )
+    return source
+
+
 async def from_kubeconfig(path: str | None = None, context: str | None = None) -> ConnectionConfig:
     static = static_kubeconfig(path, context)
     if static is not None:
@@ -83,8 +98,12 @@ async def from_kubeconfig(path: str | None = None, context: str | None = None) -
     from kubernetes_asyncio import config as k8s_config
     from kubernetes_asyncio.client import Configuration
 
+    source = _existing_source(path)
     cfg = Configuration()
-    await k8s_config.load_kube_config(config_file=path, context=context, client_configuration=cfg)
+    try:
+        await k8s_config.load_kube_config(config_file=path, context=context, client_configuration=cfg)
+    except (k8s_config.ConfigException, yaml.YAMLError) as e:
+        raise KubeconfigError(f"kubeconfig {source}: {' '.join(str(e).split())}") from None
     return _from_configuration(cfg)
 
 

@@ -145,3 +145,29 @@ def test_a_plain_kubeconfig_never_imports_the_library(tmp_path: Path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (None, "no such file; point --kubeconfig or KUBECONFIG at the cluster's kubeconfig"),
+        ("clusters: [\n", "while parsing"),
+        ("apiVersion: v1\nkind: Config\nclusters: []\n", "Expected key current-context"),
+    ],
+    ids=["missing", "not-yaml", "no-context"],
+)
+def test_run_without_a_usable_kubeconfig_says_which_and_what_to_do(
+    tmp_path: Path, content: str | None, says: str
+) -> None:
+    path = tmp_path / "kubeconfig"
+    if content is not None:
+        path.write_text(content)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAITO_", "KUBERNETES_SERVICE"))}
+    env["KUBECONFIG"] = str(path)
+    done = subprocess.run(
+        [sys.executable, "-m", "kaito_ctrl.cli.main", "run", "--no-webhook", "--no-leader-elect"],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"kaito-ctrl run: kubeconfig {path}: "), done.stderr[-2000:]
+    assert says in done.stderr and "Traceback" not in done.stderr
