@@ -60,7 +60,11 @@ class Settings:
     webhook_url_host: str | None = field(
         default=None, metadata={"help": "register the webhook by URL https://HOST:PORT (local clusters)"}
     )
-    workspace_workers: int = 4
+    # Workspaces reconciled at once. A reconcile mostly waits on the apiserver (a few round trips each), so the
+    # workers are coroutines waiting, not threads computing; measured on 500 Workspaces created at once (the P6
+    # command line, 2026-12-04): 29.5-33.2 Workspaces/s with 4, 38.5-40.8 with 16, the same CPU per Workspace.
+    # Kaito's Go controller runs 5 goroutines.
+    workspace_workers: int = field(default=16, metadata={"help": "Workspaces reconciled concurrently"})
     provisioner_workers: int = 4
     sync_timeout: float = 60.0
     # -1: no client-side limit, as controller-runtime since v0.21 (SIG API Machinery's advice): the apiserver's
@@ -159,6 +163,9 @@ class Settings:
             )
         if self.kube_client_burst < 1:
             raise ValueError(f"{_names('kube_client_burst')}: must be >= 1, not {self.kube_client_burst}")
+        for name in ("workspace_workers", "provisioner_workers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{_names(name)}: must be >= 1, not {getattr(self, name)}")
 
 
 def _names(name: str) -> str:

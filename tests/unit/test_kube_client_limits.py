@@ -60,12 +60,26 @@ def test_flag_wins_over_environment() -> None:
             {"KAITO_KUBE_CLIENT_BURST": "1.5"},
             "--kube-client-burst (KAITO_KUBE_CLIENT_BURST): invalid literal",
         ),
+        (
+            {"KAITO_WORKSPACE_WORKERS": "0"},
+            "--workspace-workers (KAITO_WORKSPACE_WORKERS): must be >= 1, not 0",
+        ),
+        (
+            {"KAITO_PROVISIONER_WORKERS": "-2"},
+            "--provisioner-workers (KAITO_PROVISIONER_WORKERS): must be >= 1, not -2",
+        ),
     ],
 )
 def test_bad_limits_are_refused_naming_the_flag(env: dict[str, str], named: str) -> None:
     with pytest.raises(ValueError) as e:
         Settings.from_sources(env=env)
     assert str(e.value).startswith(named)
+
+
+def test_workspaces_are_reconciled_sixteen_at_a_time_by_default() -> None:
+    # Reconciles wait on the apiserver; 16 coroutines settle a burst of 500 faster than 4 (settings.py).
+    assert Settings.from_sources(env={}).workspace_workers == 16
+    assert Settings.from_sources(env={"KAITO_WORKSPACE_WORKERS": "5"}).workspace_workers == 5
 
 
 def test_run_help_shows_the_limits() -> None:
