@@ -60,11 +60,11 @@ class Settings:
     webhook_url_host: str | None = field(
         default=None, metadata={"help": "register the webhook by URL https://HOST:PORT (local clusters)"}
     )
-    # Workspaces reconciled at once. A reconcile mostly waits on the apiserver (a few round trips each), so the
-    # workers are coroutines waiting, not threads computing; measured on 500 Workspaces created at once (the P6
-    # command line, 2026-12-04): 29.5-33.2 Workspaces/s with 4, 38.5-40.8 with 16, the same CPU per Workspace.
-    # Kaito's Go controller runs 5 goroutines.
-    workspace_workers: int = field(default=16, metadata={"help": "Workspaces reconciled concurrently"})
+    # Workspaces reconciled at once (coroutines that mostly wait on the apiserver). 16 settled 500 new Workspaces
+    # faster than 4 on an idle apiserver (38.5-40.8 against 29.5-33.2/s), but in `make bench` (2026-12-04), with
+    # kube-controller-manager making their pods, a raw client with 16 in flight gained far more from it than
+    # kaito-ctrl did (P4 1.55x, against 1.00x with 4 each); 4 is kept. Kaito's Go controller runs 5 goroutines.
+    workspace_workers: int = field(default=4, metadata={"help": "Workspaces reconciled concurrently"})
     provisioner_workers: int = 4
     sync_timeout: float = 60.0
     # -1: no client-side limit, as controller-runtime since v0.21 (SIG API Machinery's advice): the apiserver's

@@ -76,9 +76,8 @@ def test_bad_limits_are_refused_naming_the_flag(env: dict[str, str], named: str)
     assert str(e.value).startswith(named)
 
 
-def test_workspaces_are_reconciled_sixteen_at_a_time_by_default() -> None:
-    # Reconciles wait on the apiserver; 16 coroutines settle a burst of 500 faster than 4 (settings.py).
-    assert Settings.from_sources(env={}).workspace_workers == 16
+def test_workers_are_a_setting() -> None:
+    assert Settings.from_sources(env={}).workspace_workers == 4, "settings.py says why"
     assert Settings.from_sources(env={"KAITO_WORKSPACE_WORKERS": "5"}).workspace_workers == 5
 
 
