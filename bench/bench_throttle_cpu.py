@@ -43,22 +43,15 @@ LIMITS = ((20.0, 30), (2000.0, 2000))
 CALIBRATION_GAP = 0.05
 
 
-async def metric_sum(metrics_url: str, name: str, label: str = "") -> float:
-    """The sum of every series of counter ``name`` whose labels contain ``label``."""
-    text = await asyncio.to_thread(lambda: urllib.request.urlopen(metrics_url, timeout=5).read().decode())
-    return sum(
+async def counters(url: str) -> tuple[float, float]:
+    """(reconciles of the workspace controller, apiserver requests but watches) so far, from /metrics."""
+    text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+    reconciles = sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith(name + "{") and label in line
+        if line.startswith("controller_runtime_reconcile_total{") and 'controller="workspace"' in line
     )
-
-
-async def counters(url: str) -> tuple[float, float]:
-    """(reconciles of the workspace controller, apiserver requests) so far."""
-    return (
-        await metric_sum(url, "controller_runtime_reconcile_total", 'controller="workspace"'),
-        await metric_sum(url, "rest_client_requests_total"),
-    )
+    return reconciles, float(sum((await processes.request_counts(url)).values()))
 
 
 def profile_counts(path: Path) -> tuple[int, int]:

@@ -80,9 +80,15 @@ class KubeconfigError(ValueError):
     """No usable kubeconfig: the message names the file and what to do, for a person to read (no traceback)."""
 
 
+def _kubeconfig_source(path: str | None) -> str:
+    """The kubeconfig to read, chosen as kubectl and the library's loader choose it (several when it holds
+    os.pathsep)."""
+    return path or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+
+
 def _existing_source(path: str | None) -> str:
-    """The kubeconfig the library's loader will read (as it chooses it), refused here if it is not a file."""
-    source = path or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    """The kubeconfig the library's loader will read, refused here if it is not a file."""
+    source = _kubeconfig_source(path)
     if os.pathsep not in source and not Path(source).expanduser().is_file():
         raise KubeconfigError(
             f"kubeconfig {source}: no such file; point --kubeconfig or KUBECONFIG at the cluster's kubeconfig "
@@ -143,7 +149,7 @@ def _named(items: Any, name: str) -> dict[str, Any] | None:
 def static_kubeconfig(path: str | None = None, context: str | None = None) -> ConnectionConfig | None:
     """The connection of a kubeconfig context with static credentials only, or None when the library's loader
     must decide (see the module docstring). Relative file paths are relative to the kubeconfig's directory."""
-    source = path or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    source = _kubeconfig_source(path)
     if os.pathsep in source:
         return None  # several files to merge
     file = Path(source).expanduser()

@@ -138,7 +138,9 @@ class WorkspaceReconciler:
         ensure_workspace_index(pods.store)
         self.jobs = jobs
         self.services = services
-        self._workload_caches = {"Deployment": deployments, "StatefulSet": statefulsets, "Service": services}
+        self._workload_caches: dict[str, SharedInformer | None] = {
+            "Deployment": deployments, "StatefulSet": statefulsets, "Service": services,
+        }  # fmt: skip
         # Workloads just written, by key: observed from the apply response until the cache has caught up.
         self._written: dict[str, dict[str, Any]] = {}
         # Per Workspace: the digest of the inputs its workload was last rendered from, and the objects (kind,
@@ -318,7 +320,7 @@ class WorkspaceReconciler:
         if verified is None or verified[0] != inputs:
             return False
         for kind, obj_key, rv in verified[1]:
-            cache = self._cache_of(kind)
+            cache = self._workload_caches.get(kind)
             live = cache.store.get(obj_key) if cache is not None else None
             if live is None or live["metadata"].get("resourceVersion") != rv:
                 return False
@@ -381,13 +383,8 @@ class WorkspaceReconciler:
         if len(seen) == len(objects) and leftover is None:
             self._verified[key] = (inputs, tuple(seen))  # nothing written: the cache holds what was compared
 
-    def _cache_of(self, kind: str) -> SharedInformer | None:
-        return self._workload_caches[kind]
-
     def _cached(self, obj: dict[str, Any]) -> dict[str, Any] | None:
-        if obj["kind"] not in ("Deployment", "StatefulSet", "Service"):
-            return None
-        cache, meta = self._cache_of(obj["kind"]), obj["metadata"]
+        cache, meta = self._workload_caches.get(obj["kind"]), obj["metadata"]
         return cache.store.get(f"{meta.get('namespace')}/{meta['name']}") if cache is not None else None
 
     async def reconcile_tuning(self, ws: WorkspaceSpec, observed: Observed) -> Result:
